@@ -1,0 +1,231 @@
+"""A small client for AI/ML API's video generation endpoints.
+
+The :class:`httpx.Client` is passed in (its ``base_url`` points at the API, its
+transport can be anything httpx accepts), so the same code talks to the real service,
+the emulator, or a test transport. One method per request; no retries here: whether a
+request may be sent again is the caller's decision (see :mod:`i2v.retry`). Every
+failure leaves this module as an :mod:`i2v.errors` exception, translated at the edge.
+
+The key is attached per request through :class:`BearerAuth`, so it never sits in the
+client's default headers and is never sent to the video download host.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.errors import (
+    ApiError,
+    AuthError,
+    BadResponse,
+    DownloadError,
+    OutOfCredits,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    TransportError,
+)
+from i2v.models import COMPLETED_STATUS, ERROR_STATUS, RUNNING_STATUSES, Route
+from i2v.settings import ApiSettings, Secret
+
+_MAX_MESSAGE = 600
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>`` from a :class:`Secret`."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        yield request
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer about a generation job."""
+
+    id: str
+    status: str
+    video_url: str | None = None
+    error_name: str | None = None
+    error_message: str | None = None
+    credits_used: float | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in RUNNING_STATUSES
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status == COMPLETED_STATUS
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == ERROR_STATUS
+
+
+def make_http_client(
+    settings: ApiSettings, *, transport: httpx.BaseTransport | None = None, max_connections: int = 64
+) -> httpx.Client:
+    """The HTTP client for API calls and downloads: pooled, with finite timeouts."""
+    return httpx.Client(
+        base_url=settings.base_url,
+        transport=transport,
+        timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        headers={"User-Agent": "i2v-pipeline"},
+        follow_redirects=True,
+    )
+
+
+class VideoApi:
+    """Create and fetch generations on one API base URL."""
+
+    def __init__(self, http: httpx.Client, api_key: Secret) -> None:
+        self._http = http
+        self._auth = BearerAuth(api_key)
+
+    def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
+        """Start a generation. Not idempotent: see :func:`i2v.retry.is_safe_to_resubmit`."""
+        data = self._send("POST", route.path, json=dict(body))
+        return _parse_generation(data, what="create")
+
+    def fetch(self, route: Route, generation_id: str) -> Generation:
+        """The job's current status, and its video URL once completed."""
+        data = self._send("GET", route.path, params={"generation_id": generation_id})
+        return _parse_generation(data, what="fetch")
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, auth=self._auth, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {path}: no answer ({type(exc).__name__}: {exc})", sent=True) from exc
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise BadResponse(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
+        raise error_from_response(response)
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Translate an error answer into the exception tree, keeping the server's message."""
+    status = response.status_code
+    message, request_id = _error_details(response)
+    where = f"{response.request.method} {response.request.url.path}"
+    text = f"{where}: HTTP {status}: {message}"
+    if status == 401:
+        return AuthError(text, status=status, request_id=request_id)
+    if status == 403:
+        return OutOfCredits(text, status=status, request_id=request_id)
+    if status == 429:
+        return RateLimited(
+            text,
+            status=status,
+            request_id=request_id,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500:
+        return ServerError(text, status=status, request_id=request_id)
+    return RequestRejected(text, status=status, request_id=request_id)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_details(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error") or body
+        if isinstance(message, list):
+            message = "; ".join(str(part) for part in message)
+        request_id = body.get("requestId")
+        return _clip(str(message)), str(request_id) if request_id else None
+    text = response.text.strip() or response.reason_phrase
+    return _clip(text), None
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _parse_generation(data: Any, *, what: str) -> Generation:
+    if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
+        raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
+    video = data.get("video")
+    video_url = video.get("url") if isinstance(video, dict) else None
+    error = data.get("error")
+    error_name = error_message = None
+    if isinstance(error, dict):
+        error_name = _str_or_none(error.get("name"))
+        error_message = _str_or_none(error.get("message"))
+    elif error:
+        error_message = str(error)
+    usage = (data.get("meta") or {}).get("usage") or {}
+    credits = usage.get("credits_used", usage.get("tokens_used")) if isinstance(usage, dict) else None
+    return Generation(
+        id=str(data["id"]),
+        status=data["status"].strip().lower(),
+        video_url=_str_or_none(video_url),
+        error_name=error_name,
+        error_message=_clip(error_message) if error_message else None,
+        credits_used=float(credits) if isinstance(credits, (int, float)) else None,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+@contextmanager
+def open_download(
+    http: httpx.Client, url: str, *, chunk_size: int = 1 << 20
+) -> Iterator[tuple[Iterator[bytes], int | None]]:
+    """Stream a finished video: yields (chunks, declared length). No API key is sent."""
+    try:
+        with http.stream("GET", url) as response:
+            if not response.is_success:
+                response.read()
+                message, _ = _error_details(response)
+                raise DownloadError(
+                    f"download answered HTTP {response.status_code}: {message}", status=response.status_code
+                )
+            length = response.headers.get("Content-Length")
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from response.iter_bytes(chunk_size)
+                except httpx.TransportError as exc:
+                    raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
+
+            yield chunks(), int(length) if length and length.isdigit() else None
+    except httpx.TransportError as exc:
+        raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from exc

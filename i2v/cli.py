@@ -1,0 +1,161 @@
+"""The ``i2v`` command: run the flow, serve the emulator, or run the demo.
+
+Prefect is imported only by the commands that run a flow, after the process has its
+defaults (a generous ephemeral-server start-up timeout, no analytics), so that
+``i2v emulator`` starts fast and ``i2v --help`` does not spin up a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from i2v.errors import I2VError
+from i2v.models import DEFAULT_MODEL, MODELS
+
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "i2v",
+}
+DEMO_KEY = "demo-key-not-secret"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``i2v`` console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except (I2VError, KeyboardInterrupt) as exc:
+        if args.debug:
+            raise
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(f"i2v: error: {message}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="i2v", description="Bulk image-to-video generation on AI/ML API.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="generate one video per CSV row", description=_RUN_HELP)
+    run.add_argument("csv", help="CSV with image_url and prompt columns")
+    run.add_argument("--dest", required=True, help="output folder or s3://bucket/prefix")
+    _add_run_options(run)
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="run the pipeline end to end against the bundled emulator")
+    demo.add_argument(
+        "--csv", default=str(REPO_ROOT / "data" / "sample.csv"), help="input CSV (default: data/sample.csv)"
+    )
+    demo.add_argument("--dest", default="out/demo", help="output folder or s3://bucket/prefix (default: out/demo)")
+    demo.add_argument("--generation-seconds", type=float, default=3.0, help="emulated generation time per job")
+    demo.set_defaults(handler=_demo)
+
+    models = commands.add_parser("models", help="list the models and their parameters")
+    models.set_defaults(handler=_models)
+
+    from i2v.emulator import cli as emulator_cli
+
+    emulator = commands.add_parser("emulator", help="serve the AI/ML API emulator")
+    emulator_cli.add_arguments(emulator)
+    emulator.set_defaults(handler=emulator_cli.run)
+    return parser
+
+
+_RUN_HELP = """Generate one video per CSV row. The API key and base URL come from AIMLAPI_API_KEY and
+AIMLAPI_BASE_URL; S3 credentials and endpoint from the usual AWS_* settings."""
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"default model for rows without one (default: {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--api-path", choices=("universal", "legacy"), help="force an endpoint (default: the model's)")
+    parser.add_argument("--resolution", help="default resolution for rows without one")
+    parser.add_argument("--duration", type=int, help="default duration in seconds")
+    parser.add_argument("--aspect-ratio", help="default aspect ratio (16:9, 9:16, 1:1)")
+    parser.add_argument("--negative-prompt", help="default negative prompt")
+    parser.add_argument("--seed", type=int, help="default seed")
+    parser.add_argument("--max-in-flight", type=int, default=16, help="rows generating at once (default: 16)")
+    parser.add_argument("--poll-interval", type=float, default=10.0, help="seconds between status polls (default: 10)")
+    parser.add_argument("--job-timeout", type=float, default=900.0, help="seconds a job may take (default: 900)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    summary = _run_flow(
+        csv=args.csv,
+        dest=args.dest,
+        model=args.model,
+        api_path=args.api_path,
+        resolution=args.resolution,
+        duration=args.duration,
+        aspect_ratio=args.aspect_ratio,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        max_in_flight=args.max_in_flight,
+        poll_interval_s=args.poll_interval,
+        job_timeout_s=args.job_timeout,
+    )
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from i2v.emulator.config import EmulatorConfig
+    from i2v.emulator.server import running_emulator
+
+    config = EmulatorConfig(api_key=DEMO_KEY, generation_seconds=args.generation_seconds)
+    with running_emulator(config) as base_url:
+        # The demo talks to its own emulator whatever the shell has configured.
+        os.environ["AIMLAPI_BASE_URL"] = base_url
+        os.environ["AIMLAPI_API_KEY"] = DEMO_KEY
+        print(f"emulator listening on {base_url}")
+        _run_flow(csv=args.csv, dest=args.dest, poll_interval_s=1.0, job_timeout_s=300.0, max_in_flight=8)
+    # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
+    return 0
+
+
+def _run_flow(**params: Any) -> dict[str, Any]:
+    for name, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from flows.generate import generate_videos, task_runner_for
+    from i2v.manifest import read_outcomes
+    from i2v.report import console_table, summarize
+    from tasks.resources import destination
+
+    started = time.monotonic()
+    flow = generate_videos.with_options(task_runner=task_runner_for(params["max_in_flight"]))
+    summary = flow(**{k: v for k, v in params.items() if v is not None})
+    dest = destination(params["dest"])
+    outcomes = read_outcomes(dest)
+    print()
+    print(console_table(outcomes, summarize(outcomes, wall_s=time.monotonic() - started)))
+    print(f"\nmanifest: {dest.uri_for('manifest.parquet')} (and manifest.csv)")
+    result: dict[str, Any] = summary
+    return result
+
+
+def _models(args: argparse.Namespace) -> int:
+    for spec in MODELS.values():
+        print(f"{spec.name}  ({spec.summary})")
+        for route in spec.routes.values():
+            marker = " (default)" if route.name == spec.default_route else ""
+            print(f"  {route.name}{marker}: POST {route.path}")
+            for name, param in route.params.items():
+                choices = f" one of {', '.join(map(str, param.choices))}" if param.choices else ""
+                default = f", default {param.default}" if param.default is not None else ""
+                print(f"    {name}: {param.type}{choices}{default}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

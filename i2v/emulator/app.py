@@ -1,0 +1,415 @@
+"""The emulator's HTTP application: the vendor's video endpoints plus a few of its own.
+
+Vendor endpoints (Bearer key required)::
+
+    POST /v2/video/generations                      create (universal path)
+    GET  /v2/video/generations?generation_id=...    fetch
+    POST /v2/generate/video/alibaba/generation      create (legacy path)
+    GET  /v2/generate/video/alibaba/generation?...  fetch (older answer schema)
+
+Emulator endpoints (no key; the file URL is its own credential)::
+
+    GET  /_emulator/files/<token>.mp4   the finished videos, until their URL expires
+    GET  /_emulator/stats               counters, for tests and benchmarks
+    POST /_emulator/faults              queue scripted faults (a JSON list)
+
+Every API request passes the same gates first, in this order: the key (401), the
+request rate (429), the next scripted fault, a seeded random 429 or 5xx. A create then
+has its body validated (400), its price checked against the balance (403) and the
+pending jobs against ``max_pending`` (429); only then is the job made and billed, after
+which a lost-response fault can still turn the answer into an error.
+
+A create is answered 201: the vendor's gateway is a NestJS application, whose default
+for POST is 201 whatever its OpenAPI files say, and a client must accept any 2xx anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from i2v.emulator import chance
+from i2v.emulator.config import EmulatorConfig, Fault, FaultTarget
+from i2v.emulator.error_bodies import (
+    BODY_INVALID,
+    OUT_OF_CREDITS,
+    QUERY_INVALID,
+    TOO_MANY_JOBS,
+    TOO_MANY_REQUESTS,
+    api_error,
+    storage_error,
+)
+from i2v.emulator.faults import FaultQueue
+from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler
+from i2v.emulator.limits import TokenBucket
+from i2v.emulator.pricing import price
+from i2v.emulator.stats import Stats
+from i2v.emulator.validation import Issue, check_create, summary
+from i2v.models import LEGACY_PATH, UNIVERSAL_PATH
+from i2v.models import Route as ModelRoute
+
+FILES_PREFIX = "/_emulator/files/"
+#: Renders run side by side in this many threads (the machines this targets have 2 cores).
+RENDER_THREADS = 2
+#: Fallback when a route has no duration parameter (the models' fixed clip length).
+DEFAULT_SECONDS = 5
+
+_MODERATION = JobFailure("ContentModerationError", "Input data may contain inappropriate content.")
+_INJECTED_JOB_ERROR = JobFailure(
+    "InternalError",
+    "The model failed to generate the video. Please try again later.",
+)
+_NOT_JSON = object()
+
+
+def create_app(config: EmulatorConfig) -> Starlette:
+    """A fresh emulator: its own jobs, counters, faults and files."""
+    emulator = Emulator(config)
+    app = Starlette(
+        routes=[
+            Route(UNIVERSAL_PATH, emulator.generations, methods=["GET", "POST"]),
+            Route(LEGACY_PATH, emulator.generations, methods=["GET", "POST"]),
+            Route(FILES_PREFIX + "{name}", emulator.download, methods=["GET"]),
+            Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),
+            Route("/_emulator/faults", emulator.add_faults, methods=["POST"]),
+        ],
+        middleware=[Middleware(_CountResponses, counter=emulator.stats.responses)],
+        exception_handlers={HTTPException: _http_exception},
+        lifespan=emulator.lifespan,
+    )
+    app.state.emulator = emulator
+    return app
+
+
+class Emulator:
+    """The state of one emulator instance and its request handlers."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.faults = FaultQueue(config.faults)
+        self.credits_left = config.credits
+        self._bucket: TokenBucket | None = None
+        if config.requests_per_second:
+            self._bucket = TokenBucket(config.requests_per_second, now=time.monotonic())
+        terms = [term.strip() for term in config.blocked_terms if term.strip()]
+        self._blocked: re.Pattern[str] | None = None
+        if terms:
+            words = "|".join(map(re.escape, terms))
+            self._blocked = re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
+        self._creates_seen: Counter[str] = Counter()
+        self._polls: Counter[str] = Counter()
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("the emulator is not running (its lifespan has not started)")
+        return self._scheduler
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        work_dir = self.config.work_dir
+        own_dir = work_dir is None
+        work_dir = Path(tempfile.mkdtemp(prefix="i2v-emulator-")) if work_dir is None else work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="i2v-emulator-render")
+        scheduler = self._scheduler = Scheduler(
+            max_concurrent=self.config.max_concurrent,
+            work_dir=work_dir,
+            pool=pool,
+            short_side=self.config.short_side,
+            fps=self.config.fps,
+            url_ttl_seconds=self.config.url_ttl_seconds,
+        )
+        runner = asyncio.create_task(scheduler.run(), name="i2v-emulator-scheduler")
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            await runner
+            # Off the loop: a render may still be finishing.
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            if own_dir:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+    # --- vendor endpoints ---------------------------------------------------------------
+
+    async def generations(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.create(request)
+        return await self.fetch(request)
+
+    async def create(self, request: Request) -> Response:
+        path = request.url.path
+        self.stats.note_create()
+        refused = self._gate(request, "create")
+        if refused is not None:
+            return refused
+
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+            subject_body = chance.canonical(body)
+        except ValueError:
+            body = _NOT_JSON
+            subject_body = raw.decode("utf-8", "replace")
+        # Each attempt with the same body is its own subject: a retry gets a fresh draw.
+        subject = f"{path}\x00{subject_body}"
+        attempt = f"{subject}#{self._creates_seen[subject]}"
+        self._creates_seen[subject] += 1
+        injected = self._injected("create", attempt, path)
+        if injected is not None:
+            return injected
+
+        if body is _NOT_JSON:
+            issue = Issue((), "object", "invalid JSON", "Expected object, received invalid JSON")
+            return _invalid_body([issue], path)
+        checked = check_create(path, body)
+        if checked.route is None or checked.issues:
+            return _invalid_body(checked.issues, path)
+
+        job = self._new_job(checked.route, checked.values, attempt)
+        if self.credits_left is not None and job.credits > self.credits_left:
+            return api_error(403, OUT_OF_CREDITS, path)
+        limit = self.config.max_pending
+        if limit is not None and self.scheduler.pending() >= limit:
+            wait = max(1.0, self.scheduler.seconds_until_free())
+            return api_error(429, TOO_MANY_JOBS.format(limit=limit), path, retry_after=wait)
+
+        self.stats.credits_used += job.credits
+        if self.credits_left is not None:
+            self.credits_left -= job.credits
+        self.scheduler.submit(job)
+
+        fault = self.faults.peek("create")
+        if fault is not None and fault.after_create:
+            self.faults.take("create")
+            self.stats.lost_responses += 1
+            return _fault_answer(fault, path)
+        lost_rate = self.config.lost_response_rate
+        if chance.happens(self.config.seed, "create.lost_response", attempt, lost_rate):
+            self.stats.lost_responses += 1
+            return api_error(502, None, path)
+        return JSONResponse({"id": job.id, "status": "queued"}, status_code=201)
+
+    async def fetch(self, request: Request) -> Response:
+        path = request.url.path
+        self.stats.fetches += 1
+        refused = self._gate(request, "fetch")
+        if refused is not None:
+            return refused
+
+        generation_id = request.query_params.get("generation_id", "").strip()
+        if not generation_id:
+            issue = Issue(
+                ("generation_id",),
+                "string",
+                "undefined",
+                "Required. Expected string, received undefined",
+            )
+            return api_error(
+                400,
+                f"{QUERY_INVALID} {summary([issue])}",
+                path,
+                extra={"errors": [issue.to_json()]},
+            )
+        poll = self._polls[generation_id]
+        self._polls[generation_id] += 1
+        injected = self._injected("fetch", f"{generation_id}#{poll}", path)
+        if injected is not None:
+            return injected
+
+        self.scheduler.advance()
+        job = self.scheduler.find(generation_id)
+        if job is None:
+            return api_error(404, f"Generation with id '{generation_id}' was not found", path)
+        answer = _describe(job, legacy=path == LEGACY_PATH, base_url=str(request.base_url))
+        return JSONResponse(answer)
+
+    # --- emulator endpoints -------------------------------------------------------------
+
+    async def download(self, request: Request) -> Response:
+        self.stats.downloads += 1
+        fault = self.faults.take("download")
+        if fault is not None:
+            return storage_error(fault.status, retry_after=fault.retry_after)
+        name: str = request.path_params["name"]
+        job = self.scheduler.by_token(name.removesuffix(".mp4"))
+        if job is None:
+            return storage_error(404)
+        if self.scheduler.expired(job):
+            return storage_error(403, message="Request has expired")
+        if job.file is None:
+            return storage_error(404)
+        self.stats.note_download(job.file.stat().st_size)
+        return FileResponse(job.file, media_type="video/mp4")
+
+    async def stats_endpoint(self, request: Request) -> Response:
+        scheduler = self.scheduler
+        scheduler.advance()
+        data = self.stats.to_json()
+        data.update(
+            jobs=scheduler.counts(),
+            jobs_total=scheduler.total,
+            max_generating_seen=scheduler.max_generating_seen,
+            credits_remaining=self.credits_left,
+            faults_pending=self.faults.pending(),
+        )
+        return JSONResponse(data)
+
+    async def add_faults(self, request: Request) -> Response:
+        try:
+            data = json.loads(await request.body())
+            items = data if isinstance(data, list) else [data]
+            faults = [Fault.from_json(item) for item in items]
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        self.faults.extend(faults)
+        return JSONResponse({"queued": len(faults), "pending": self.faults.pending()})
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _gate(self, request: Request, target: FaultTarget) -> Response | None:
+        """The checks every API request passes first: key, rate, scripted faults."""
+        path = request.url.path
+        if not self._authorized(request):
+            return api_error(401, None, path)
+        if self._bucket is not None:
+            wait = self._bucket.take(time.monotonic())
+            if wait > 0:
+                return api_error(429, TOO_MANY_REQUESTS, path, retry_after=wait)
+        fault = self.faults.peek(target)
+        if fault is not None and not fault.after_create:
+            self.faults.take(target)
+            return _fault_answer(fault, path)
+        return None
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(
+            token.strip().encode(), self.config.api_key.encode()
+        )
+
+    def _injected(self, what: str, subject: str, path: str) -> Response | None:
+        """A random 429 or 5xx, decided by the seed and ``subject`` alone."""
+        seed = self.config.seed
+        if chance.happens(seed, f"{what}.rate_limit", subject, self.config.rate_limit_rate):
+            return api_error(429, TOO_MANY_REQUESTS, path, retry_after=1)
+        if chance.happens(seed, f"{what}.server_error", subject, self.config.server_error_rate):
+            status = chance.pick(seed, f"{what}.server_error.status", subject, (500, 502, 503))
+            return api_error(status, None, path)
+        return None
+
+    def _new_job(self, route: ModelRoute, values: dict[str, Any], attempt: str) -> Job:
+        config = self.config
+        seconds = values.get("duration", _default(route, "duration")) or DEFAULT_SECONDS
+        aspect_ratio = None
+        if "aspect_ratio" in route.params:
+            aspect_ratio = values.get("aspect_ratio", _default(route, "aspect_ratio"))
+        resolution = values.get("resolution", _default(route, "resolution"))
+        sound = values.get("generate_audio", _default(route, "generate_audio"))
+        jitter = config.generation_jitter * (2 * chance.uniform(config.seed, "jitter", attempt) - 1)
+        doomed = None
+        if self._blocked is not None and self._blocked.search(values["prompt"]):
+            doomed = _MODERATION
+        elif chance.happens(config.seed, "job.error", attempt, config.job_error_rate):
+            doomed = _INJECTED_JOB_ERROR
+        return Job(
+            id=chance.derived_uuid(config.seed, "generation_id", attempt),
+            model=values["model"],
+            spec=RenderSpec(
+                image_url=values.get("image_url"),
+                seconds=int(seconds),
+                aspect_ratio=None if aspect_ratio is None else str(aspect_ratio),
+                # Same request, same video: the seed only varies with the body itself.
+                seed=chance.integer(config.seed, "render", chance.canonical(values)),
+                audio="audio_url" in values or sound is True,
+            ),
+            credits=price(None if resolution is None else str(resolution), int(seconds)),
+            generation_seconds=config.generation_seconds * (1 + jitter),
+            doomed=doomed,
+        )
+
+
+def _default(route: ModelRoute, name: str) -> Any:
+    param = route.params.get(name)
+    return None if param is None else param.default
+
+
+def _describe(job: Job, *, legacy: bool, base_url: str) -> dict[str, Any]:
+    """The fetch answer; the legacy path still speaks the older schema."""
+    video: dict[str, Any] | None = None
+    if job.status == "completed" and job.token is not None:
+        video = {"url": f"{base_url.rstrip('/')}{FILES_PREFIX}{job.token}.mp4"}
+        if legacy:
+            video["duration"] = job.spec.seconds
+    error = {"name": job.failure.name, "message": job.failure.message} if job.failure else None
+    usage_key = "tokens_used" if legacy else "credits_used"
+    meta = {"usage": {usage_key: job.credits}} if job.is_terminal else None
+    answer: dict[str, Any] = {"id": job.id, "status": job.status, "video": video, "error": error}
+    if legacy:
+        answer["duration"] = job.spec.seconds if video is not None else None
+    answer["meta"] = meta
+    return answer
+
+
+def _invalid_body(issues: list[Issue], path: str) -> Response:
+    return api_error(
+        400,
+        f"{BODY_INVALID} {summary(issues)}",
+        path,
+        extra={"errors": [issue.to_json() for issue in issues]},
+    )
+
+
+def _fault_answer(fault: Fault, path: str) -> Response:
+    message = OUT_OF_CREDITS if fault.status == 403 else None
+    return api_error(fault.status, message, path, retry_after=fault.retry_after)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = f"Cannot {request.method} {request.url.path}" if status in (404, 405) else None
+    return api_error(status, message, request.url.path)
+
+
+class _CountResponses:
+    """Counts answers by status, leaving out the emulator's own stats and admin calls."""
+
+    def __init__(self, app: ASGIApp, counter: Counter[int]) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        own = path.startswith("/_emulator/") and not path.startswith(FILES_PREFIX)
+        if scope["type"] != "http" or own:
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.counter[message["status"]] += 1
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

@@ -1,0 +1,143 @@
+"""``i2v emulator``: serve the AI/ML API emulator from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from i2v.emulator.config import EmulatorConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options, on ``parser``."""
+    defaults = EmulatorConfig(api_key="-")
+    parser.description = (
+        "Serve a local emulator of AI/ML API's video endpoints. Point clients at "
+        "http://HOST:PORT (the vendor samples' base URL is http://HOST:PORT/v2)."
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    add(
+        "--port",
+        type=int,
+        default=8000,
+        metavar="N",
+        help="port, 0 for any free one (default: %(default)s)",
+    )
+    add("--api-key", metavar="KEY", help="key clients must send (default: $AIMLAPI_API_KEY)")
+    add("--access-log", action="store_true", help="log every request")
+
+    add = parser.add_argument_group("jobs").add_argument
+    add(
+        "--generation-seconds",
+        type=float,
+        metavar="S",
+        help="time a job spends generating (default: %(default)s)",
+    )
+    add(
+        "--generation-jitter",
+        type=float,
+        metavar="F",
+        help="its variation, a fraction (default: %(default)s)",
+    )
+    add(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        help="jobs generating at once (default: %(default)s)",
+    )
+    add("--max-pending", type=int, metavar="N", help="queued+generating jobs allowed before 429")
+    add("--credits", type=float, metavar="C", help="account balance (default: unlimited)")
+    add(
+        "--url-ttl",
+        type=float,
+        metavar="S",
+        help="seconds a video URL works (default: %(default)s)",
+    )
+    add(
+        "--blocked-term",
+        action="append",
+        dest="blocked_terms",
+        metavar="WORD",
+        help="word that fails a job in moderation (repeatable; default: forbidden)",
+    )
+
+    add = parser.add_argument_group("injected failures (deterministic under --seed)").add_argument
+    add("--requests-per-second", type=float, metavar="R", help="rate limit over API requests")
+    add("--job-error-rate", type=float, metavar="P", help="share of jobs that end in 'error'")
+    add("--rate-limit-rate", type=float, metavar="P", help="share of requests answered 429")
+    add("--server-error-rate", type=float, metavar="P", help="share answered 500/502/503")
+    add("--lost-response-rate", type=float, metavar="P", help="creates billed, then answered 502")
+    add("--seed", type=int, metavar="N", help="seed of all random draws (default: %(default)s)")
+
+    add = parser.add_argument_group("videos").add_argument
+    add(
+        "--short-side",
+        type=int,
+        metavar="PX",
+        help="pixels on the short edge (default: %(default)s)",
+    )
+    add("--fps", type=int, metavar="N", help="frames per second (default: %(default)s)")
+    add("--work-dir", type=Path, metavar="DIR", help="where videos go (default: a temp folder)")
+
+    parser.set_defaults(
+        generation_seconds=defaults.generation_seconds,
+        generation_jitter=defaults.generation_jitter,
+        max_concurrent=defaults.max_concurrent,
+        url_ttl=defaults.url_ttl_seconds,
+        job_error_rate=defaults.job_error_rate,
+        rate_limit_rate=defaults.rate_limit_rate,
+        server_error_rate=defaults.server_error_rate,
+        lost_response_rate=defaults.lost_response_rate,
+        seed=defaults.seed,
+        short_side=defaults.short_side,
+        fps=defaults.fps,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns the exit status."""
+    from i2v.emulator.server import serve
+
+    key = (args.api_key or os.environ.get("AIMLAPI_API_KEY", "")).strip()
+    if not key:
+        print("i2v emulator: no API key: pass --api-key or set AIMLAPI_API_KEY", file=sys.stderr)
+        return 2
+    try:
+        config = EmulatorConfig(
+            api_key=key,
+            generation_seconds=args.generation_seconds,
+            generation_jitter=args.generation_jitter,
+            max_concurrent=args.max_concurrent,
+            max_pending=args.max_pending,
+            requests_per_second=args.requests_per_second,
+            job_error_rate=args.job_error_rate,
+            rate_limit_rate=args.rate_limit_rate,
+            server_error_rate=args.server_error_rate,
+            lost_response_rate=args.lost_response_rate,
+            blocked_terms=tuple(args.blocked_terms) if args.blocked_terms else ("forbidden",),
+            credits=args.credits,
+            url_ttl_seconds=args.url_ttl,
+            short_side=args.short_side,
+            fps=args.fps,
+            seed=args.seed,
+            work_dir=args.work_dir,
+        )
+    except ValueError as exc:
+        print(f"i2v emulator: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(base_url: str) -> None:
+        print(
+            f"i2v emulator: serving on {base_url} (vendor samples: base_url = {base_url}/v2)",
+            flush=True,
+        )
+
+    try:
+        serve(config, args.host, args.port, access_log=args.access_log, on_ready=announce)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a foreground server is meant to stop.
+        return 0
+    return 0

@@ -1,0 +1,194 @@
+"""One outcome per input row, whatever happened to it: the manifest's rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from i2v.errors import I2VError
+from i2v.rows import InvalidRow, Row, shorten_image_ref
+
+if TYPE_CHECKING:
+    from i2v.jobs import Finished
+    from i2v.transfer import Stored
+
+Status = Literal["completed", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """A manifest row. Field order is the manifest's column order."""
+
+    row_key: str | None
+    row_index: int
+    id: str | None
+    image_url: str
+    prompt: str
+    model: str | None
+    params: str
+    status: Status
+    error_kind: str | None = None
+    error_message: str | None = None
+    retryable: bool | None = None
+    generation_id: str | None = None
+    submit_attempts: int = 0
+    polls: int = 0
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    generation_seconds: float | None = None
+    video_uri: str | None = None
+    video_bytes: int | None = None
+    video_sha256: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    codec: str | None = None
+    thumbnail_uri: str | None = None
+    credits_used: float | None = None
+    flow_run_id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RowOutcome:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+COLUMNS = tuple(f.name for f in fields(RowOutcome))
+
+
+def base(row: Row, *, flow_run_id: str | None) -> dict[str, Any]:
+    """The fields every outcome of a valid row shares."""
+    return {
+        "row_key": row.key,
+        "row_index": row.index,
+        "id": row.id,
+        "image_url": shorten_image_ref(row.image_ref),
+        "prompt": row.prompt,
+        "model": row.model,
+        "params": json.dumps(dict(row.params), sort_keys=True),
+        "flow_run_id": flow_run_id,
+    }
+
+
+def completed(row: Row, finished: Finished, stored: Stored, *, flow_run_id: str | None) -> RowOutcome:
+    """A row whose video is stored and verified."""
+    submission = finished.submission
+    return RowOutcome(
+        **base(row, flow_run_id=flow_run_id),
+        status="completed",
+        generation_id=submission.generation_id,
+        submit_attempts=submission.attempts,
+        polls=finished.polls,
+        submitted_at=submission.submitted_at,
+        completed_at=finished.completed_at,
+        generation_seconds=round(finished.completed_at - submission.submitted_at, 3),
+        video_uri=stored.video_uri,
+        video_bytes=stored.video_bytes,
+        video_sha256=stored.video_sha256,
+        duration_s=stored.info.duration_s,
+        width=stored.info.width,
+        height=stored.info.height,
+        fps=stored.info.fps,
+        codec=stored.info.codec,
+        thumbnail_uri=stored.thumbnail_uri,
+        credits_used=finished.credits_used,
+    )
+
+
+def invalid(bad: InvalidRow, *, flow_run_id: str | None) -> RowOutcome:
+    """A row that failed validation; it keeps the cells it had."""
+    return RowOutcome(
+        row_key=None,
+        row_index=bad.index,
+        id=bad.cells.get("id") or None,
+        image_url=bad.cells.get("image_url", ""),
+        prompt=bad.cells.get("prompt", ""),
+        model=bad.cells.get("model") or None,
+        params="{}",
+        status="failed",
+        error_kind="invalid_input",
+        error_message=bad.message,
+        retryable=False,
+        flow_run_id=flow_run_id,
+    )
+
+
+def failed(row: Row, exc: BaseException, *, flow_run_id: str | None, **known: Any) -> RowOutcome:
+    """A row that failed in a step; ``known`` carries what earlier steps learnt."""
+    if isinstance(exc, I2VError):
+        kind, retryable, message = exc.kind, bool(exc.retryable), str(exc)
+    else:
+        # Not one of ours: a bug or an unforeseen library error. Say so rather than guess.
+        kind, retryable, message = "internal", True, f"{type(exc).__name__}: {exc}"
+    polls = getattr(exc, "polls", None)
+    if polls is not None and not known.get("polls"):
+        known["polls"] = polls
+    attempts = getattr(exc, "attempts", None)
+    if attempts is not None and not known.get("submit_attempts"):
+        known["submit_attempts"] = attempts
+    if not known.get("generation_id") and getattr(exc, "generation_id", None):
+        known["generation_id"] = exc.generation_id  # type: ignore[attr-defined]
+    return RowOutcome(
+        **base(row, flow_run_id=flow_run_id),
+        status="failed",
+        error_kind=kind,
+        error_message=message,
+        retryable=retryable,
+        **known,
+    )
+
+
+def not_submitted(row: Row, reason: str, *, kind: str, flow_run_id: str | None) -> RowOutcome:
+    """A valid row the run stopped before sending (the account or key failed)."""
+    return RowOutcome(
+        **base(row, flow_run_id=flow_run_id),
+        status="failed",
+        error_kind=kind,
+        error_message=f"not submitted: {reason}",
+        retryable=True,
+    )
+
+
+def already_done(row: Row, record: RowOutcome, *, flow_run_id: str | None) -> RowOutcome:
+    """A row whose verified video a previous run stored: reported, not paid for again."""
+    carried = {name: getattr(record, name) for name in _RESULT_FIELDS}
+    return RowOutcome(
+        **base(row, flow_run_id=flow_run_id),
+        status="skipped",
+        error_kind="already_done",
+        error_message=f"video stored by flow run {record.flow_run_id}",
+        **carried,
+    )
+
+
+def duplicate(row: Row, first: RowOutcome) -> RowOutcome:
+    """A row asking for exactly the work of an earlier row: shares that row's result."""
+    same = f"same work as row {first.row_index}"
+    shared = replace(first, row_index=row.index, id=row.id, submit_attempts=0, polls=0)
+    if first.status == "failed":
+        return replace(shared, error_message=f"{same}: {first.error_message}")
+    return replace(shared, status="skipped", error_kind="duplicate", error_message=same, retryable=None)
+
+
+_RESULT_FIELDS = (
+    "generation_id",
+    "submitted_at",
+    "completed_at",
+    "generation_seconds",
+    "video_uri",
+    "video_bytes",
+    "video_sha256",
+    "duration_s",
+    "width",
+    "height",
+    "fps",
+    "codec",
+    "thumbnail_uri",
+    "credits_used",
+)

@@ -1,0 +1,394 @@
+"""CSV → validated rows with stable keys.
+
+A CSV needs ``image_url`` and ``prompt`` columns. ``image_url`` holds an https URL, a
+``data:image/...;base64,`` URI, or a path to a local image (relative paths are taken
+from the CSV's folder). Optional columns: ``id`` (names the outputs), ``model``, and any
+request parameter of the row's model (``resolution``, ``duration``, ``aspect_ratio``,
+``negative_prompt``, ``seed``, ``enhance_prompt``, ...). A blank cell means "use the
+run's default", and failing that the model's.
+
+Every row comes out either valid (:class:`Row`) or invalid (:class:`InvalidRow`, with the
+field and the reason); one bad row never stops the others. A row's ``key`` is a hash of
+the work it asks for (model, route, parameters, prompt, image content), so identical
+rows are done once and a rerun recognises work already done.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from i2v.errors import InputError
+from i2v.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
+
+REQUIRED_COLUMNS = ("image_url", "prompt")
+RESERVED_COLUMNS = ("id", "model", *REQUIRED_COLUMNS)
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+KEY_LENGTH = 20
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DATA_URI = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.IGNORECASE | re.DOTALL)
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_KNOWN_PARAMS = frozenset(
+    name for spec in MODELS.values() for route in spec.routes.values() for name in route.params
+) | frozenset(EXPANSION_ALIASES)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A valid row: everything needed to ask for one video."""
+
+    index: int
+    line: int
+    id: str
+    key: str
+    model: str
+    api_model: str
+    route: RouteName
+    prompt: str
+    image_ref: str
+    params: Mapping[str, Any]
+    image_path: str | None = None
+
+    def request_body(self) -> dict[str, Any]:
+        """The JSON body of the create request (local images become data URIs)."""
+        image = self.image_ref if self.image_path is None else image_data_uri(Path(self.image_path))
+        return {"model": self.api_model, "prompt": self.prompt, "image_url": image, **self.params}
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    """A row that cannot be sent, with the field at fault and why."""
+
+    index: int
+    line: int
+    field: str | None
+    reason: str
+    cells: Mapping[str, str]
+
+    @property
+    def message(self) -> str:
+        return str(InputError(self.reason, row=self.index, line=self.line, field=self.field))
+
+
+@dataclass
+class RowSet:
+    """The outcome of reading one CSV."""
+
+    rows: list[Row] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    #: row index → index of the first row asking for the same work
+    duplicates: dict[int, int] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    total: int = 0
+
+
+def read_rows(
+    csv_path: str | Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    route: RouteName | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> RowSet:
+    """Read and validate a CSV. Raises :class:`InputError` only when the file itself is unusable."""
+    path = Path(csv_path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return parse_rows(csv.DictReader(handle), base_dir=path.parent, model=model, route=route, defaults=defaults)
+    except FileNotFoundError:
+        raise InputError(f"CSV file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path} is not a readable CSV: {exc}") from None
+
+
+def parse_rows(
+    reader: csv.DictReader[str],
+    *,
+    base_dir: Path,
+    model: str = DEFAULT_MODEL,
+    route: RouteName | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> RowSet:
+    """Validate the records of a CSV reader; see :func:`read_rows`."""
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    if not header:
+        raise InputError("the CSV is empty: it needs a header with image_url and prompt")
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise InputError(f"the CSV lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)})")
+    default_model = _run_model(model)
+    run_defaults = {_canonical_name(k): v for k, v in (defaults or {}).items() if v is not None and v != ""}
+    result = RowSet(
+        ignored_columns=[
+            name for name in header if name not in RESERVED_COLUMNS and _canonical_name(name) not in _KNOWN_PARAMS
+        ]
+    )
+    validator = _RowValidator(base_dir=base_dir, model=default_model, route=route, defaults=run_defaults)
+    first_by_key: dict[str, int] = {}
+    for index, record in enumerate(reader):
+        cells = {(name or "").strip(): value for name, value in record.items() if name is not None}
+        extras = record.get(None)
+        line = reader.line_num
+        result.total += 1
+        try:
+            if extras:
+                raise _Problem(None, f"has {len(extras)} more cell(s) than the header")
+            row = validator.validate(index, line, {k: _cell(v) for k, v in cells.items() if k in header})
+        except _Problem as problem:
+            result.invalid.append(InvalidRow(index, line, problem.field, problem.reason, _shown_cells(cells)))
+            continue
+        if row.key in first_by_key:
+            result.duplicates[index] = first_by_key[row.key]
+        else:
+            first_by_key[row.key] = index
+        result.rows.append(row)
+    return result
+
+
+class _Problem(Exception):
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+class _RowValidator:
+    def __init__(
+        self, *, base_dir: Path, model: ModelSpec, route: RouteName | None, defaults: Mapping[str, Any]
+    ) -> None:
+        self.base_dir = base_dir
+        self.model = model
+        self.route = route
+        self.defaults = defaults
+        self.ids: dict[str, tuple[int, str]] = {}
+        self.image_digests: dict[Path, str] = {}
+
+    def validate(self, index: int, line: int, cells: Mapping[str, str]) -> Row:
+        spec = self._model(cells.get("model", ""))
+        try:
+            route = spec.route(self.route)
+        except KeyError as exc:
+            raise _Problem("model", str(exc.args[0])) from None
+        prompt = cells.get("prompt", "").strip()
+        if not prompt:
+            raise _Problem("prompt", "is empty")
+        if not route.prompt_min <= len(prompt) <= route.prompt_max:
+            raise _Problem(
+                "prompt", f"has {len(prompt)} characters; {spec.name} accepts {route.prompt_min} to {route.prompt_max}"
+            )
+        image_ref, image_path, image_identity = self._image(cells.get("image_url", "").strip())
+        params = self._params(spec, route, cells)
+        key = row_key(spec.api_id, route.name, params, prompt, image_identity)
+        row_id = self._id(index, cells.get("id", "").strip(), key)
+        return Row(
+            index=index,
+            line=line,
+            id=row_id,
+            key=key,
+            model=spec.name,
+            api_model=spec.api_id,
+            route=route.name,
+            prompt=prompt,
+            image_ref=image_ref,
+            params=params,
+            image_path=str(image_path) if image_path else None,
+        )
+
+    def _model(self, name: str) -> ModelSpec:
+        if not name.strip():
+            return self.model
+        try:
+            return get_model(name)
+        except KeyError as exc:
+            raise _Problem("model", str(exc.args[0])) from None
+
+    def _image(self, ref: str) -> tuple[str, Path | None, str]:
+        if not ref:
+            raise _Problem("image_url", "is empty")
+        if ref.lower().startswith("data:"):
+            match = _DATA_URI.match(ref)
+            if not match:
+                raise _Problem("image_url", "is a data URI but not data:image/<type>;base64,<data>")
+            try:
+                payload = base64.b64decode(match.group(2), validate=True)
+            except (binascii.Error, ValueError):
+                raise _Problem("image_url", "has invalid base64 in its data URI") from None
+            if not payload:
+                raise _Problem("image_url", "is a data URI with no data")
+            return ref, None, "sha256:" + hashlib.sha256(payload).hexdigest()
+        parts = urlsplit(ref)
+        if parts.scheme in ("http", "https"):
+            if not parts.netloc:
+                raise _Problem("image_url", f"is not a valid URL: {ref!r}")
+            return ref, None, ref
+        if parts.scheme and len(parts.scheme) > 1:
+            raise _Problem(
+                "image_url", f"uses {parts.scheme}:// but only http(s) URLs, data URIs and local paths are accepted"
+            )
+        path = (self.base_dir / ref).resolve()
+        digest = self.image_digests.get(path)
+        if digest is None:
+            digest = _local_image_digest(path, ref)
+            self.image_digests[path] = digest
+        return ref, path, digest
+
+    def _params(self, spec: ModelSpec, route: Route, cells: Mapping[str, str]) -> dict[str, Any]:
+        given: dict[str, tuple[Any, str]] = {}
+        for name, value in self.defaults.items():
+            given[name] = (value, f"{name} (run default)")
+        for column, value in cells.items():
+            if column in RESERVED_COLUMNS or not value.strip():
+                continue
+            name = _canonical_name(column)
+            if name in _KNOWN_PARAMS:
+                given[name] = (value, column)
+        params: dict[str, Any] = {}
+        for name, (value, source) in given.items():
+            target = route.expansion_field if name in EXPANSION_ALIASES else name
+            param = route.params.get(target) if target else None
+            if target is None or param is None:
+                supported = ", ".join(sorted(route.params)) or "none"
+                raise _Problem(
+                    source, f"is not a parameter of {spec.name} on the {route.name} path (supported: {supported})"
+                )
+            params[target] = coerce_param(param, value, field=source)
+        for name, param in route.params.items():
+            if name not in params and param.default is not None:
+                params[name] = param.default
+        return dict(sorted(params.items()))
+
+    def _id(self, index: int, given: str, key: str) -> str:
+        row_id = given or key
+        if given and not _ID_PATTERN.match(given):
+            raise _Problem("id", "must be 1-128 letters, digits, '.', '_' or '-' and start with a letter or digit")
+        previous = self.ids.get(row_id)
+        if previous is not None and previous[1] != key:
+            raise _Problem("id", f"{row_id!r} is already used by row {previous[0]} for different work")
+        self.ids.setdefault(row_id, (index, key))
+        return row_id
+
+
+def coerce_param(param: Param, value: Any, *, field: str) -> Any:
+    """Turn a CSV cell (or a run default) into the value the API expects, or explain why not."""
+    text = str(value).strip()
+    if param.type == "integer":
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
+            raise _Problem(field, f"must be a whole number, got {text!r}")
+        number = int(text)
+        if param.choices and number not in param.choices:
+            raise _Problem(field, f"must be one of {_choices(param)}, got {number}")
+        return number
+    if param.type == "boolean":
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise _Problem(field, f"must be true or false, got {text!r}")
+    if param.type == "uri":
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise _Problem(field, f"must be an http(s) URL, got {text!r}")
+        return text
+    if param.choices:
+        # Vendors differ in case ('480p' vs '480P'); accept either, send the model's spelling.
+        for choice in param.choices:
+            if str(choice).lower() == text.lower():
+                return choice
+        raise _Problem(field, f"must be one of {_choices(param)}, got {text!r}")
+    if not text:
+        raise _Problem(field, "is empty")
+    return text
+
+
+def row_key(api_model: str, route: str, params: Mapping[str, Any], prompt: str, image_identity: str) -> str:
+    """A stable hash of the work a row asks for."""
+    canonical = json.dumps(
+        {"model": api_model, "route": route, "params": dict(params), "prompt": prompt, "image": image_identity},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def image_data_uri(path: Path) -> str:
+    """A local image as a base64 data URI, the form the API accepts for local files."""
+    data = path.read_bytes()
+    return f"data:{sniff_image_type(data) or 'application/octet-stream'};base64,{base64.b64encode(data).decode()}"
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The MIME type of PNG, JPEG, GIF or WebP bytes, from their first bytes."""
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def shorten_image_ref(ref: str, limit: int = 80) -> str:
+    """Data URIs are kilobytes long; keep their type and size, not their payload."""
+    match = _DATA_URI.match(ref)
+    if match:
+        return f"data:{match.group(1)};base64,…({len(ref)} chars)"
+    return ref if len(ref) <= 2048 else ref[:limit] + "…"
+
+
+def _local_image_digest(path: Path, ref: str) -> str:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise _Problem("image_url", f"{ref!r} is not a file")
+        if size > MAX_IMAGE_BYTES:
+            raise _Problem("image_url", f"{ref!r} is {size} bytes; the limit is {MAX_IMAGE_BYTES}")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _Problem("image_url", f"local image {ref!r} not found (looked at {path})") from None
+    except OSError as exc:
+        raise _Problem("image_url", f"local image {ref!r} cannot be read: {exc.strerror}") from None
+    if sniff_image_type(data) is None:
+        raise _Problem("image_url", f"{ref!r} is not a PNG, JPEG, GIF or WebP image")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _run_model(name: str) -> ModelSpec:
+    try:
+        return get_model(name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]), field="model") from None
+
+
+def _canonical_name(column: str) -> str:
+    return column.strip().lower()
+
+
+def _cell(value: str | None) -> str:
+    return "" if value is None else value
+
+
+def _choices(param: Param) -> str:
+    return ", ".join(str(choice) for choice in param.choices or ())
+
+
+def _shown_cells(cells: Mapping[str, str | None]) -> dict[str, str]:
+    return {name: shorten_image_ref(value or "") for name, value in cells.items() if name in RESERVED_COLUMNS}

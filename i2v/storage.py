@@ -1,0 +1,323 @@
+"""Destinations: a local folder or an S3 prefix, written atomically.
+
+An object is either complete or absent. Local writes go to a hidden temporary name in
+the same folder and are renamed into place on commit. S3 writes of large objects use a
+multipart upload, which S3 only makes visible when it is completed; small objects are a
+single ``PutObject``. An aborted write leaves nothing behind.
+
+The boto3 client is passed in (built at the edge, from the usual AWS settings); nothing
+here reads the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from i2v.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: S3's minimum part size is 5 MiB; 8 MiB keeps memory per upload small and parts few.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+
+_PERMANENT_S3_CODES = frozenset(
+    {
+        "AccessDenied",
+        "NoSuchBucket",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidBucketName",
+        "AllAccessDisabled",
+    }
+)
+
+
+class ObjectWriter(Protocol):
+    """A write in progress: ``write`` chunks, then ``commit`` or ``abort``."""
+
+    #: A local file holding what was written so far, when the destination keeps one.
+    local_path: Path | None
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Destination(ABC):
+    """Where outputs go. Keys are '/'-separated relative names like ``videos/x.mp4``."""
+
+    uri: str
+
+    @abstractmethod
+    def open_writer(self, key: str, content_type: str) -> ObjectWriter: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+
+    @abstractmethod
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Every complete object under ``prefix``: key → size in bytes."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; absent objects are not an error."""
+
+    @abstractmethod
+    def uri_for(self, key: str) -> str: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`ConfigError` if the destination cannot be written."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """Write a small object atomically."""
+        writer = self.open_writer(key, content_type)
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+def open_destination(uri: str, *, s3_client: S3Client | None = None) -> Destination:
+    """A destination for ``s3://bucket/prefix`` or a local folder path."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise ConfigError(f"destination {uri!r} has no bucket name")
+        if s3_client is None:
+            raise ConfigError(f"destination {uri!r} needs an S3 client")
+        return S3Destination(s3_client, bucket, prefix)
+    if "://" in uri:
+        raise ConfigError(f"destination {uri!r}: only s3:// URIs and local folders are supported")
+    return LocalDestination(Path(uri))
+
+
+class LocalDestination(Destination):
+    """A folder on a local disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.uri = str(self.root)
+
+    def open_writer(self, key: str, content_type: str) -> ObjectWriter:
+        return _LocalWriter(self._path(key))
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._path(key)}: {exc.strerror}", transient=True) from exc
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        folder = self._path(prefix) if prefix else self.root
+        if not folder.is_dir():
+            return {}
+        sizes = {}
+        for entry in folder.rglob("*"):
+            if entry.is_file() and not entry.name.startswith("."):
+                sizes[entry.relative_to(self.root).as_posix()] = entry.stat().st_size
+        return sizes
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self._path(key)}: {exc.strerror}", transient=True) from exc
+
+    def uri_for(self, key: str) -> str:
+        return str(self._path(key))
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create destination folder {self.root}: {exc.strerror}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise ConfigError(f"destination folder {self.root} is not writable")
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise StorageError(f"key {key!r} escapes the destination folder")
+        return path
+
+
+class _LocalWriter:
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.local_path: Path | None = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        # Unbuffered: the partial file is probed before commit and must hold every chunk.
+        self._handle = self.local_path.open("wb", buffering=0)
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._handle.write(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.final}: {exc.strerror}", transient=False) from exc
+
+    def commit(self) -> None:
+        assert self.local_path is not None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self.local_path, self.final)
+        self.local_path = self.final
+
+    def abort(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+        if self.local_path is not None and self.local_path != self.final:
+            self.local_path.unlink(missing_ok=True)
+
+
+@dataclass
+class S3Destination(Destination):
+    """A bucket and key prefix on any S3-compatible service."""
+
+    client: S3Client
+    bucket: str
+    prefix: str = ""
+    part_size: int = DEFAULT_PART_SIZE
+
+    def __post_init__(self) -> None:
+        self.prefix = self.prefix.strip("/")
+        self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def open_writer(self, key: str, content_type: str) -> ObjectWriter:
+        return _MultipartWriter(self, self._key(key), content_type)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            return body.read()
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        sizes: dict[str, int] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    sizes[item["Key"][strip:]] = item["Size"]
+        except Exception as exc:
+            raise _storage_error(f"cannot list {self.uri_for(prefix)}", exc) from exc
+        return sizes
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise _storage_error(f"cannot delete {self.uri_for(key)}", exc) from exc
+
+    def uri_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise ConfigError(f"destination bucket {self.bucket!r} is not usable: {_describe(exc)}") from exc
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+
+class _MultipartWriter:
+    """Streams parts as they fill; memory stays under one part."""
+
+    local_path: Path | None = None
+
+    def __init__(self, dest: S3Destination, key: str, content_type: str) -> None:
+        self.dest = dest
+        self.key = key
+        self.content_type = content_type
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def write(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while len(self.buffer) >= self.dest.part_size:
+            part = bytes(self.buffer[: self.dest.part_size])
+            del self.buffer[: self.dest.part_size]
+            self._upload_part(part)
+
+    def commit(self) -> None:
+        client, bucket = self.dest.client, self.dest.bucket
+        try:
+            if self.upload_id is None:
+                client.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type)
+            else:
+                if self.buffer or not self.parts:
+                    self._upload_part(bytes(self.buffer))
+                client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+                )
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _storage_error(f"cannot write s3://{bucket}/{self.key}", exc) from exc
+        self.buffer.clear()
+
+    def abort(self) -> None:
+        self.buffer.clear()
+        if self.upload_id is not None:
+            # Best effort: the write already failed, and an unfinished upload is invisible;
+            # a bucket lifecycle rule reaps whatever is left.
+            with contextlib.suppress(Exception):
+                self.dest.client.abort_multipart_upload(Bucket=self.dest.bucket, Key=self.key, UploadId=self.upload_id)
+            self.upload_id = None
+
+    def _upload_part(self, data: bytes) -> None:
+        client, bucket = self.dest.client, self.dest.bucket
+        try:
+            if self.upload_id is None:
+                started = client.create_multipart_upload(Bucket=bucket, Key=self.key, ContentType=self.content_type)
+                self.upload_id = started["UploadId"]
+            number = len(self.parts) + 1
+            answer = client.upload_part(
+                Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+            )
+            self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        except Exception as exc:
+            raise _storage_error(f"cannot upload part of s3://{bucket}/{self.key}", exc) from exc
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    code = _s3_code(exc)
+    return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
+def _storage_error(what: str, exc: BaseException) -> StorageError:
+    code = _s3_code(exc)
+    transient = code not in _PERMANENT_S3_CODES and not type(exc).__name__.startswith("NoCredentials")
+    return StorageError(f"{what}: {_describe(exc)}", transient=transient)

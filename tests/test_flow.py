@@ -1,0 +1,240 @@
+"""The bulk flow end to end: emulator over HTTP, moto's S3 server, Prefect's test harness."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from i2v.errors import AuthError
+from i2v.jobs import submit
+from i2v.journal import Journal
+from i2v.media import probe
+from i2v.rows import read_rows
+from i2v.storage import LocalDestination
+from tests.emulated import Emulator, emulator
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):
+        yield
+
+
+@pytest.fixture
+def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with emulator() as running:
+        monkeypatch.setenv("AIMLAPI_BASE_URL", running.base_url)
+        monkeypatch.setenv("AIMLAPI_API_KEY", running.api_key)
+        yield running
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    for name, size, color in (
+        ("wide", (96, 54), (200, 80, 20)),
+        ("tall", (54, 96), (20, 80, 200)),
+        ("square", (64, 64), (20, 160, 60)),
+    ):
+        Image.new("RGB", size, color).save(tmp_path / f"{name}.png")
+    return tmp_path
+
+
+def _run(csv: Path, dest: str, **params: Any) -> dict[str, Any]:
+    from flows.generate import generate_videos
+
+    options = {"poll_interval_s": 0.2, "job_timeout_s": 60.0, "max_in_flight": 4, **params}
+    result: dict[str, Any] = generate_videos(csv=str(csv), dest=dest, **options)
+    return result
+
+
+def _manifest(s3_client: Any, bucket: str, prefix: str) -> pd.DataFrame:
+    raw = s3_client.get_object(Bucket=bucket, Key=f"{prefix}/manifest.parquet")["Body"].read()
+    return pd.read_parquet(io.BytesIO(raw))
+
+
+MIXED = """id,image_url,prompt,model,duration,aspect_ratio,resolution
+wide,wide.png,Waves roll onto the shore,,5,16:9,480p
+tall,tall.png,Rain falls on a window,,10,9:16,480p
+square,square.png,A leaf spins in the wind,alibaba/wan2.6-i2v,5,,720p
+plus,wide.png,Balloons drift upward,alibaba/wan2.2-i2v-plus,,,480P
+blocked,square.png,A forbidden door creaks open,,5,,480p
+bad,wide.png,Too long a video,,12,,480p
+lost,missing.png,No image here,,5,,480p
+copy,wide.png,Waves roll onto the shore,,5,16:9,480p
+"""
+
+
+def test_mixed_run_to_s3_then_rerun_pays_only_for_failures(
+    emu: Emulator, images: Path, aws_env: str, s3_client: Any, bucket: str
+) -> None:
+    """Every input row gets one manifest row; videos decode with the requested duration; a rerun skips done rows."""
+    csv = images / "mixed.csv"
+    csv.write_text(MIXED)
+    dest = f"s3://{bucket}/set"
+
+    summary = _run(csv, dest)
+    frame = _manifest(s3_client, bucket, "set")
+    assert len(frame) == 8 == summary["total"]
+    by_id = _by_id(frame)
+    assert [by_id[i]["status"] for i in ("wide", "tall", "square", "plus")] == ["completed"] * 4
+    assert by_id["copy"]["status"] == "skipped"
+    assert by_id["copy"]["error_kind"] == "duplicate"
+    assert by_id["copy"]["video_uri"] == by_id["wide"]["video_uri"]
+    blocked = by_id["blocked"]
+    assert (blocked["status"], blocked["error_kind"], bool(blocked["retryable"])) == (
+        "failed",
+        "generation_failed",
+        False,
+    )
+    assert "ContentModerationError" in blocked["error_message"]
+    assert blocked["generation_id"]
+    assert by_id["bad"]["error_kind"] == "invalid_input"
+    assert "field 'duration'" in by_id["bad"]["error_message"]
+    assert by_id["lost"]["error_kind"] == "invalid_input"
+    assert "field 'image_url'" in by_id["lost"]["error_message"]
+    assert frame["row_index"].tolist() == list(range(8))
+    assert frame["flow_run_id"].nunique() == 1
+
+    for row_id, seconds in (("wide", 5), ("tall", 10), ("square", 5), ("plus", 5)):
+        local = images / f"{row_id}.mp4"
+        local.write_bytes(s3_client.get_object(Bucket=bucket, Key=f"set/videos/{row_id}.mp4")["Body"].read())
+        info = probe(local)
+        assert info.duration_s == pytest.approx(seconds, abs=0.01)
+        assert by_id[row_id]["duration_s"] == pytest.approx(seconds, abs=0.01)
+        assert by_id[row_id]["video_bytes"] == local.stat().st_size
+    assert probe(images / "tall.mp4").height > probe(images / "tall.mp4").width
+    assert emu.stats()["creates"] == 5
+
+    second = _run(csv, dest)
+    again = _by_id(_manifest(s3_client, bucket, "set"))
+    assert second["total"] == 8
+    assert [again[i]["error_kind"] for i in ("wide", "tall", "square", "plus")] == ["already_done"] * 4
+    assert again["wide"]["video_sha256"] == by_id["wide"]["video_sha256"]
+    assert again["blocked"]["status"] == "failed"
+    assert emu.stats()["creates"] == 6, "only the failed row was submitted again"
+    runs = {key.split("/")[2] for key in _keys(s3_client, bucket, "set/runs/")}
+    assert len(runs) == 2
+
+
+def _by_id(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    return {str(record["id"]): {str(k): v for k, v in record.items()} for record in frame.to_dict("records")}
+
+
+def _keys(s3_client: Any, bucket: str, prefix: str) -> list[str]:
+    return [item["Key"] for item in s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def _one_row(images: Path, prompt: str = "Clouds pass over the hills") -> Path:
+    csv = images / f"one-{uuid.uuid4().hex[:6]}.csv"
+    csv.write_text(f"image_url,prompt,duration,resolution\nwide.png,{prompt},5,480p\n")
+    return csv
+
+
+def test_429_with_retry_after_is_honoured(emu: Emulator, images: Path, tmp_path: Path) -> None:
+    """A rate-limited create is sent again after Retry-After and the row completes."""
+    emu.fault("create", 429, retry_after=1)
+    _run(_one_row(images), str(tmp_path / "out"))
+    frame = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    assert frame.loc[0, "status"] == "completed"
+    assert frame.loc[0, "submit_attempts"] == 2
+    assert emu.stats()["responses"]["429"] == 1
+
+
+def test_5xx_while_polling_is_retried_by_prefect(
+    emu: Emulator, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetch 503s beyond the poll loop's tolerance fail the task run; Prefect retries it and the row completes."""
+    from tasks.generation import wait_for_generation
+
+    monkeypatch.setattr(wait_for_generation, "retry_delay_seconds", [0.1, 0.1, 0.1])
+    emu.fault("fetch", 503, count=5)
+    _run(_one_row(images), str(tmp_path / "out"))
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert frame.loc[0, "status"] == "completed"
+    assert emu.stats()["responses"]["503"] == 5
+
+
+def test_400_is_a_non_retryable_failure(emu: Emulator, images: Path, tmp_path: Path) -> None:
+    """A create the API rejects fails the row with the API's message, marked not retryable."""
+    emu.fault("create", 400)
+    _run(_one_row(images), str(tmp_path / "out"))
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    row = frame.iloc[0]
+    assert (row["status"], row["error_kind"], bool(row["retryable"])) == ("failed", "rejected", False)
+    assert "HTTP 400" in row["error_message"]
+    assert row["submit_attempts"] == 1
+
+
+def test_bad_key_stops_the_run_but_every_row_is_reported(
+    emu: Emulator, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 401 fails the flow with a clear error after the manifest records every row."""
+    monkeypatch.setenv("AIMLAPI_API_KEY", "wrong-key")
+    csv = images / "many.csv"
+    csv.write_text("image_url,prompt\n" + "".join(f"wide.png,Scene number {i}\n" for i in range(6)))
+    with pytest.raises(AuthError, match="HTTP 401"):
+        _run(csv, str(tmp_path / "out"), max_in_flight=1)
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert len(frame) == 6
+    assert set(frame["status"]) == {"failed"}
+    assert set(frame["error_kind"]) == {"auth"}
+    assert emu.created() == 0
+    assert emu.stats()["creates"] < 6, "the run stopped sending after the first 401"
+
+
+def test_crash_after_submit_reattaches_instead_of_paying_twice(emu: Emulator, images: Path, tmp_path: Path) -> None:
+    """A generation journaled by an earlier (crashed) run is picked up, not created again."""
+    csv = _one_row(images)
+    (row,) = read_rows(csv).rows
+    dest = tmp_path / "out"
+    earlier = submit(emu.api(), row, Journal(LocalDestination(dest)))
+    _run(csv, str(dest))
+    frame = pd.read_parquet(dest / "manifest.parquet")
+    assert frame.loc[0, "status"] == "completed"
+    assert frame.loc[0, "generation_id"] == earlier.generation_id
+    assert emu.stats()["creates"] == 1
+
+
+def test_artifacts_and_logs_never_hold_the_key(
+    emu: Emulator, images: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The run publishes its summary, failure table and manifest link; the key appears nowhere."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    csv = images / "two.csv"
+    csv.write_text("image_url,prompt,duration\nwide.png,Sunrise over the bay,5\nwide.png,A forbidden gate,5\n")
+    _run(csv, str(tmp_path / "out"))
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    flow_run_id = uuid.UUID(str(frame.loc[0, "flow_run_id"]))
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        flow_run = client.read_flow_run(flow_run_id)
+    by_key = {a.key: a for a in artifacts}
+    assert {"i2v-run-summary", "i2v-failed-rows", "i2v-manifest"} <= set(by_key)
+    assert "| 2 | 1 | 0 | 1 |" in str(by_key["i2v-run-summary"].data)
+    assert "ContentModerationError" in json.dumps(by_key["i2v-failed-rows"].data)
+    everything = "\n".join(
+        [
+            *(json.dumps(a.data) for a in artifacts),
+            json.dumps(flow_run.parameters),
+            (tmp_path / "out" / "manifest.csv").read_text(),
+            *(p.read_text() for p in (tmp_path / "out").rglob("*.json")),
+            *capfd.readouterr(),
+        ]
+    )
+    assert emu.api_key not in everything

@@ -1,0 +1,100 @@
+"""Destinations: atomic local writes, multipart S3 uploads against a real S3 server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from i2v.errors import ConfigError, StorageError
+from i2v.storage import LocalDestination, S3Destination, open_destination
+
+MiB = 1024 * 1024
+
+
+def test_local_write_is_invisible_until_commit(tmp_path: Path) -> None:
+    """A local object appears under its name only on commit; the partial file is hidden."""
+    dest = LocalDestination(tmp_path / "out")
+    writer = dest.open_writer("videos/a.mp4", "video/mp4")
+    writer.write(b"abc")
+    assert dest.get_bytes("videos/a.mp4") is None
+    assert dest.list_sizes("videos/") == {}
+    writer.write(b"def")
+    writer.commit()
+    assert dest.get_bytes("videos/a.mp4") == b"abcdef"
+    assert dest.list_sizes("videos/") == {"videos/a.mp4": 6}
+
+
+def test_local_abort_leaves_nothing(tmp_path: Path) -> None:
+    """An aborted local write leaves no file, partial or final."""
+    dest = LocalDestination(tmp_path)
+    writer = dest.open_writer("videos/a.mp4", "video/mp4")
+    writer.write(b"partial")
+    writer.abort()
+    assert list((tmp_path / "videos").iterdir()) == []
+
+
+def test_local_keys_cannot_escape_the_folder(tmp_path: Path) -> None:
+    """A key with '..' cannot write outside the destination."""
+    dest = LocalDestination(tmp_path / "out")
+    with pytest.raises(StorageError, match="escapes"):
+        dest.put_bytes("../evil.txt", b"x", "text/plain")
+
+
+def test_open_destination_parses_uris(tmp_path: Path) -> None:
+    """s3:// needs a bucket and a client; other schemes are refused with a clear message."""
+    assert isinstance(open_destination(str(tmp_path)), LocalDestination)
+    with pytest.raises(ConfigError, match="no bucket"):
+        open_destination("s3:///prefix", s3_client=object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="only s3://"):
+        open_destination("gs://bucket/x")
+
+
+def test_s3_small_object_and_listing(s3_client: Any, bucket: str) -> None:
+    """Small objects go up in one PutObject; listing strips the prefix and sees sizes."""
+    dest = open_destination(f"s3://{bucket}/runs/a", s3_client=s3_client)
+    dest.put_bytes("records/k.json", b"{}", "application/json")
+    assert dest.get_bytes("records/k.json") == b"{}"
+    assert dest.get_bytes("records/missing.json") is None
+    assert dest.list_sizes("records/") == {"records/k.json": 2}
+    assert dest.uri_for("records/k.json") == f"s3://{bucket}/runs/a/records/k.json"
+    dest.delete("records/k.json")
+    assert dest.list_sizes("records/") == {}
+
+
+def test_s3_multipart_upload_streams_in_parts(s3_client: Any, bucket: str) -> None:
+    """A 13 MiB object goes up as 5 MiB parts and reads back byte for byte."""
+    dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB)
+    payload = os.urandom(13 * MiB)
+    writer = dest.open_writer("videos/big.mp4", "video/mp4")
+    for start in range(0, len(payload), MiB):
+        writer.write(payload[start : start + MiB])
+        assert len(writer.buffer) < 5 * MiB  # type: ignore[attr-defined]
+    assert dest.get_bytes("videos/big.mp4") is None, "nothing is visible before completion"
+    writer.commit()
+    assert dest.get_bytes("videos/big.mp4") == payload
+    head = s3_client.head_object(Bucket=bucket, Key="p/videos/big.mp4")
+    assert head["ContentType"] == "video/mp4"
+    assert head["ETag"].endswith('-3"'), "three parts"
+
+
+def test_s3_abort_leaves_no_object_and_no_upload(s3_client: Any, bucket: str) -> None:
+    """An aborted multipart write leaves neither an object nor a pending upload."""
+    dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB)
+    writer = dest.open_writer("videos/x.mp4", "video/mp4")
+    writer.write(os.urandom(6 * MiB))
+    writer.abort()
+    assert dest.get_bytes("videos/x.mp4") is None
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_s3_missing_bucket_is_a_config_error(s3_client: Any) -> None:
+    """A bucket that does not exist stops the run before any work, naming the bucket."""
+    dest = open_destination("s3://no-such-bucket-i2v/x", s3_client=s3_client)
+    with pytest.raises(ConfigError, match="no-such-bucket-i2v"):
+        dest.check()
+    with pytest.raises(StorageError) as info:
+        dest.put_bytes("a.txt", b"x", "text/plain")
+    assert info.value.transient is False
