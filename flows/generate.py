@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from prefect import flow, get_run_logger, runtime
+from prefect import State, flow, get_run_logger, runtime
 from prefect.futures import PrefectFuture
+from prefect.states import Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from i2v import outcomes
@@ -57,7 +58,7 @@ def generate_videos(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     poll_interval_s: float = 10.0,
     job_timeout_s: float = 900.0,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Generate one video per CSV row into ``dest`` (a folder or ``s3://bucket/prefix``).
 
     Row cells override the run defaults given here (``resolution``, ``duration``, ...),
@@ -103,7 +104,9 @@ def generate_videos(
         summary.failed,
     )
     if runner.fatal is not None:
-        raise runner.fatal
+        # A failed state rather than a raise: the run is marked failed with one clear
+        # message, and callers still get the exception from the state's result.
+        return Failed(message=str(runner.fatal), data=runner.fatal)
     return summary.as_dict()
 
 

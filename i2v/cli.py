@@ -17,6 +17,8 @@ from typing import Any
 
 from i2v.errors import I2VError
 from i2v.models import DEFAULT_MODEL, MODELS
+from i2v.rows import check_csv
+from i2v.settings import ApiSettings
 
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
@@ -92,6 +94,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Catch the usual mistakes before Prefect starts, so they read as one line.
+    ApiSettings.from_env()
+    check_csv(args.csv, model=args.model)
     summary = _run_flow(
         csv=args.csv,
         dest=args.dest,
@@ -134,13 +139,18 @@ def _run_flow(**params: Any) -> dict[str, Any]:
 
     started = time.monotonic()
     flow = generate_videos.with_options(task_runner=task_runner_for(params["max_in_flight"]))
-    summary = flow(**{k: v for k, v in params.items() if v is not None})
+    state = flow(**{k: v for k, v in params.items() if v is not None}, return_state=True)
     dest = destination(params["dest"])
     outcomes = read_outcomes(dest)
-    print()
-    print(console_table(outcomes, summarize(outcomes, wall_s=time.monotonic() - started)))
-    print(f"\nmanifest: {dest.uri_for('manifest.parquet')} (and manifest.csv)")
-    result: dict[str, Any] = summary
+    if outcomes:
+        print()
+        print(console_table(outcomes, summarize(outcomes, wall_s=time.monotonic() - started)))
+        print(f"\nmanifest: {dest.uri_for('manifest.parquet')} (and manifest.csv)")
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, dict):
+        raise RuntimeError(f"the flow ended in state {state.name}: {state.message}")
     return result
 
 

@@ -119,6 +119,28 @@ def read_rows(
         raise InputError(f"{path} is not a readable CSV: {exc}") from None
 
 
+def check_csv(csv_path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
+    """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
+    path = Path(csv_path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except FileNotFoundError:
+        raise InputError(f"CSV file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    _check_header([name.strip() for name in header])
+    _run_model(model)
+
+
+def _check_header(header: list[str]) -> None:
+    if not header:
+        raise InputError("the CSV is empty: it needs a header with image_url and prompt")
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise InputError(f"the CSV lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)})")
+
+
 def parse_rows(
     reader: csv.DictReader[str],
     *,
@@ -129,11 +151,7 @@ def parse_rows(
 ) -> RowSet:
     """Validate the records of a CSV reader; see :func:`read_rows`."""
     header = [name.strip() for name in (reader.fieldnames or [])]
-    if not header:
-        raise InputError("the CSV is empty: it needs a header with image_url and prompt")
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise InputError(f"the CSV lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)})")
+    _check_header(header)
     default_model = _run_model(model)
     run_defaults = {_canonical_name(k): v for k, v in (defaults or {}).items() if v is not None and v != ""}
     result = RowSet(
