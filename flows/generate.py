@@ -131,6 +131,8 @@ class _Chains:
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.stopped = threading.Event()
         self.fatal: I2VError | None = None
+        # Done-callbacks run on worker threads, outside the flow's run context.
+        self.logger = get_run_logger()
 
     def run(self, rows: Iterable[Row]) -> dict[int, RowOutcome]:
         chains: list[_Chain] = []
@@ -167,7 +169,7 @@ class _Chains:
             if isinstance(exc, _RUN_FATAL) and not self.stopped.is_set():
                 self.fatal = exc
                 self.stopped.set()
-                get_run_logger().error("stopping the run: %s", exc)
+                self.logger.error("stopping the run: %s", exc)
 
     def _not_sent(self, row: Row) -> RowOutcome:
         assert self.fatal is not None

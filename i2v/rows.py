@@ -287,7 +287,7 @@ class _RowValidator:
                 raise _Problem(
                     source, f"is not a parameter of {spec.name} on the {route.name} path (supported: {supported})"
                 )
-            params[target] = coerce_param(param, value, field=source)
+            params[target] = _coerce(param, value, field=source)
         for name, param in route.params.items():
             if name not in params and param.default is not None:
                 params[name] = param.default
@@ -304,7 +304,7 @@ class _RowValidator:
         return row_id
 
 
-def coerce_param(param: Param, value: Any, *, field: str) -> Any:
+def _coerce(param: Param, value: Any, *, field: str) -> Any:
     """Turn a CSV cell (or a run default) into the value the API expects, or explain why not."""
     text = str(value).strip()
     if param.type == "integer":

@@ -17,6 +17,11 @@ import boto3
 import httpx
 import pytest
 
+# Before any Prefect server starts: no analytics calls to a closed network, and room for
+# a slow ephemeral start-up on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
 # --- S3: moto's standalone server over real HTTP -------------------------------------
 
 
@@ -95,7 +100,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's API settings, and cached clients never leak between tests."""
     for name in ("AIMLAPI_API_KEY", "AIMLAPI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"))
     yield
     from tasks import resources
 
