@@ -129,19 +129,14 @@ def wait_for_video(
     polls = 0
     errors = 0
     last_status = "unknown"
+    # Always ask at least once before judging the deadline: a job re-attached after a
+    # crash may be long past it and yet completed, with its video still downloadable.
     while True:
-        now = clock()
-        if now >= deadline:
-            raise GenerationTimeout(
-                _timeout_message(submission, last_status, deadline), generation_id=submission.generation_id, polls=polls
-            )
+        polls += 1
         try:
-            polls += 1
             generation = api.fetch(route, submission.generation_id)
-            errors = 0
         except RateLimited as exc:
-            sleep(_bounded(max(interval_s, exc.retry_after or 0.0), deadline, clock))
-            continue
+            wait = max(interval_s, exc.retry_after or 0.0)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -149,16 +144,21 @@ def wait_for_video(
             if errors >= max_consecutive_errors:
                 exc.polls = polls  # type: ignore[attr-defined]
                 raise
-            sleep(_bounded(backoff.delay(errors, exc), deadline, clock))
-            continue
-        last_status = generation.status
-        if generation.is_completed:
-            if generation.video_url is None:
-                raise BadResponse(f"generation {generation.id} is completed but has no video URL")
-            return Finished(submission, generation.video_url, clock(), polls, generation.credits_used)
-        if generation.is_error:
-            raise _failure(generation, polls)
-        sleep(_bounded(interval_s, deadline, clock))
+            wait = backoff.delay(errors, exc)
+        else:
+            errors = 0
+            last_status = generation.status
+            if generation.is_completed:
+                if generation.video_url is None:
+                    raise BadResponse(f"generation {generation.id} is completed but has no video URL")
+                return Finished(submission, generation.video_url, clock(), polls, generation.credits_used)
+            if generation.is_error:
+                raise _failure(generation, polls)
+            wait = interval_s
+        if clock() >= deadline:
+            message = _timeout_message(submission, last_status, deadline)
+            raise GenerationTimeout(message, generation_id=submission.generation_id, polls=polls)
+        sleep(_bounded(wait, deadline, clock))
 
 
 def _failure(generation: Generation, polls: int) -> GenerationFailed:

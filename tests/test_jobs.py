@@ -153,6 +153,15 @@ def test_job_error_is_reported_with_its_message(emu: Emulator, journal: Journal,
     assert info.value.generation_id == submission.generation_id
 
 
+def test_job_past_its_deadline_is_still_asked_once(emu: Emulator, journal: Journal, tmp_path: Path) -> None:
+    """A re-attached job whose deadline passed during a crash is polled once: if it is done, it counts."""
+    api = emu.api()
+    submission = submit(api, _row(tmp_path), journal, backoff=QUICK)
+    time.sleep(1.0)
+    finished = wait_for_video(api, submission, deadline=submission.submitted_at + 0.5, interval_s=0.1)
+    assert finished.polls == 1
+
+
 def test_deadline_turns_a_slow_job_into_a_timeout(tmp_path: Path) -> None:
     """A job still generating at its deadline fails the row clearly; the deadline is absolute."""
     with emulator(generation_seconds=30) as emu:
@@ -177,4 +186,4 @@ def test_unknown_status_is_not_success() -> None:
 
     with pytest.raises(GenerationTimeout, match="last status 'paused'") as info:
         wait_for_video(api, submission, deadline=1060.0, interval_s=10, sleep=sleep, clock=lambda: now[0])
-    assert info.value.polls == 6
+    assert info.value.polls == 7, "one poll every 10 s from 0 s to 60 s, the last at the deadline"
