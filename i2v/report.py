@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from i2v.outcomes import RowOutcome
@@ -29,18 +29,7 @@ class Summary:
     wall_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "completed": self.completed,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "failures_by_kind": dict(self.failures_by_kind),
-            "credits_used": self.credits_used,
-            "video_bytes": self.video_bytes,
-            "generation_p50_s": self.generation_p50_s,
-            "generation_p95_s": self.generation_p95_s,
-            "wall_s": self.wall_s,
-        }
+        return asdict(self)
 
 
 def summarize(outcomes: Sequence[RowOutcome], *, wall_s: float | None = None) -> Summary:

@@ -43,16 +43,14 @@ def video_key(row_id: str) -> str:
     return f"{VIDEO_PREFIX}{row_id}.mp4"
 
 
-def store_video(
-    http: httpx.Client, finished: Finished, dest: Destination, *, row_id: str, spool_dir: Path | None = None
-) -> Stored:
+def store_video(http: httpx.Client, finished: Finished, dest: Destination, *, row_id: str) -> Stored:
     """Download ``finished.video_url`` into ``videos/<row_id>.mp4``, decode it, then commit."""
     key = video_key(row_id)
     writer = dest.open_writer(key, "video/mp4")
     digest = hashlib.sha256()
     size = 0
     try:
-        with tempfile.TemporaryDirectory(dir=spool_dir, prefix="i2v-spool-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
             spool = None if writer.local_path is not None else (Path(tmp) / "video.mp4").open("wb")
             try:
                 with open_download(http, finished.video_url) as (chunks, declared):
