@@ -21,10 +21,11 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from i2v.errors import InputError
@@ -108,29 +109,30 @@ def read_rows(
 ) -> RowSet:
     """Read and validate a CSV. Raises :class:`InputError` only when the file itself is unusable."""
     path = Path(csv_path)
+    with _open_csv(path) as handle:
+        return parse_rows(csv.DictReader(handle), base_dir=path.parent, model=model, route=route, defaults=defaults)
+
+
+def check_csv(csv_path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
+    """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
+    with _open_csv(Path(csv_path)) as handle:
+        header = next(csv.reader(handle), [])
+    _check_header([name.strip() for name in header])
+    _run_model(model)
+
+
+@contextmanager
+def _open_csv(path: Path) -> Iterator[TextIO]:
+    """The CSV as text; file-level failures become one :class:`InputError` naming the file."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return parse_rows(csv.DictReader(handle), base_dir=path.parent, model=model, route=route, defaults=defaults)
+            yield handle
     except FileNotFoundError:
         raise InputError(f"CSV file not found: {path}") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise InputError(f"{path} is not a readable CSV: {exc}") from None
-
-
-def check_csv(csv_path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
-    """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
-    path = Path(csv_path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-    except FileNotFoundError:
-        raise InputError(f"CSV file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    _check_header([name.strip() for name in header])
-    _run_model(model)
 
 
 def _check_header(header: list[str]) -> None:
