@@ -1,10 +1,12 @@
 """A small client for AI/ML API's video generation endpoints.
 
-The :class:`httpx.Client` is passed in (its ``base_url`` points at the API, its
+The :class:`httpx.AsyncClient` is passed in (its ``base_url`` points at the API, its
 transport can be anything httpx accepts), so the same code talks to the real service,
-the emulator, or a test transport. One method per request; no retries here: whether a
-request may be sent again is the caller's decision (see :mod:`i2v.retry`). Every
-failure leaves this module as an :mod:`i2v.errors` exception, translated at the edge.
+the emulator, or a test transport. Everything is async: thousands of jobs wait on one
+event loop, none of them holding a thread. One method per request; no retries here:
+whether a request may be sent again is the caller's decision (see :mod:`i2v.retry`).
+Every failure leaves this module as an :mod:`i2v.errors` exception, translated at the
+edge.
 
 The key is attached per request through :class:`BearerAuth`, so it never sits in the
 client's default headers and is never sent to the video download host.
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Generator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,7 @@ from i2v.errors import (
     ServerError,
     TransportError,
 )
-from i2v.models import COMPLETED_STATUS, ERROR_STATUS, RUNNING_STATUSES, Route
+from i2v.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.settings import ApiSettings, Secret
 
 _MAX_MESSAGE = 600
@@ -69,18 +71,23 @@ class Generation:
         return self.status == COMPLETED_STATUS
 
     @property
-    def is_error(self) -> bool:
-        return self.status == ERROR_STATUS
+    def is_failed(self) -> bool:
+        """The job ended without a video (``error``, or another word for the same end)."""
+        return self.status in FAILED_STATUSES
 
 
 def make_http_client(
-    settings: ApiSettings, *, transport: httpx.BaseTransport | None = None, max_connections: int = 64
-) -> httpx.Client:
-    """The HTTP client for API calls and downloads: pooled, with finite timeouts."""
-    return httpx.Client(
+    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 128
+) -> httpx.AsyncClient:
+    """The HTTP client for API calls and downloads: pooled, with finite timeouts.
+
+    Waiting for a pooled connection is not a failure (many jobs share few connections),
+    so the pool wait has no limit; every network step has one.
+    """
+    return httpx.AsyncClient(
         base_url=settings.base_url,
         transport=transport,
-        timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
+        timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": "i2v-pipeline"},
         follow_redirects=True,
@@ -90,23 +97,23 @@ def make_http_client(
 class VideoApi:
     """Create and fetch generations on one API base URL."""
 
-    def __init__(self, http: httpx.Client, api_key: Secret) -> None:
+    def __init__(self, http: httpx.AsyncClient, api_key: Secret) -> None:
         self._http = http
         self._auth = BearerAuth(api_key)
 
-    def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
+    async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
         """Start a generation. Not idempotent: see :func:`i2v.retry.is_safe_to_resubmit`."""
-        data = self._send("POST", route.path, json=dict(body))
+        data = await self._send("POST", route.path, json=dict(body))
         return _parse_generation(data, what="create")
 
-    def fetch(self, route: Route, generation_id: str) -> Generation:
+    async def fetch(self, route: Route, generation_id: str) -> Generation:
         """The job's current status, and its video URL once completed."""
-        data = self._send("GET", route.path, params={"generation_id": generation_id})
+        data = await self._send("GET", route.path, params={"generation_id": generation_id})
         return _parse_generation(data, what="fetch")
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, auth=self._auth, **kwargs)
+            response = await self._http.request(method, path, auth=self._auth, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
         except httpx.TransportError as exc:
@@ -205,24 +212,25 @@ def _str_or_none(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-@contextmanager
-def open_download(
-    http: httpx.Client, url: str, *, chunk_size: int = 1 << 20
-) -> Iterator[tuple[Iterator[bytes], int | None]]:
+@asynccontextmanager
+async def open_download(
+    http: httpx.AsyncClient, url: str, *, chunk_size: int = 1 << 20
+) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
     """Stream a finished video: yields (chunks, declared length). No API key is sent."""
     try:
-        with http.stream("GET", url) as response:
+        async with http.stream("GET", url) as response:
             if not response.is_success:
-                response.read()
+                await response.aread()
                 message, _ = _error_details(response)
                 raise DownloadError(
                     f"download answered HTTP {response.status_code}: {message}", status=response.status_code
                 )
             length = response.headers.get("Content-Length")
 
-            def chunks() -> Iterator[bytes]:
+            async def chunks() -> AsyncIterator[bytes]:
                 try:
-                    yield from response.iter_bytes(chunk_size)
+                    async for chunk in response.aiter_bytes(chunk_size):
+                        yield chunk
                 except httpx.TransportError as exc:
                     raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
 

@@ -8,16 +8,18 @@ defaults (a generous ephemeral-server start-up timeout, no analytics), so that
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from i2v.errors import I2VError
 from i2v.models import DEFAULT_MODEL, MODELS
-from i2v.rows import check_csv
+from i2v.report import Summary
+from i2v.rows import check_input
+from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
 from i2v.settings import ApiSettings
 
 _PREFECT_DEFAULTS = {
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="generate one video per CSV row", description=_RUN_HELP)
-    run.add_argument("csv", help="CSV with image_url and prompt columns")
+    run.add_argument("input", help="CSV with image_url and prompt columns")
     run.add_argument("--dest", required=True, help="output folder or s3://bucket/prefix")
     _add_run_options(run)
     run.set_defaults(handler=_run)
@@ -88,17 +90,36 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aspect-ratio", help="default aspect ratio (16:9, 9:16, 1:1)")
     parser.add_argument("--negative-prompt", help="default negative prompt")
     parser.add_argument("--seed", type=int, help="default seed")
-    parser.add_argument("--max-in-flight", type=int, default=16, help="rows generating at once (default: 16)")
-    parser.add_argument("--poll-interval", type=float, default=10.0, help="seconds between status polls (default: 10)")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help="most jobs at the provider at once; fewer while it answers 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=10.0,
+        help="seconds between status polls until job times are learned (default: %(default)s)",
+    )
     parser.add_argument("--job-timeout", type=float, default=900.0, help="seconds a job may take (default: 900)")
+    parser.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=DEFAULT_ROWS_PER_SHARD,
+        help="rows per shard, the unit Prefect tracks and holds in memory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rows-per-task", type=int, help="rows per Prefect task run (default: one for small shards, else 1/16 of one)"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     # Catch the usual mistakes before Prefect starts, so they read as one line.
     ApiSettings.from_env()
-    check_csv(args.csv, model=args.model)
+    check_input(args.input, model=args.model)
     summary = _run_flow(
-        csv=args.csv,
+        input=args.input,
         dest=args.dest,
         model=args.model,
         api_path=args.api_path,
@@ -110,8 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         poll_interval_s=args.poll_interval,
         job_timeout_s=args.job_timeout,
+        rows_per_shard=args.rows_per_shard,
+        rows_per_task=args.rows_per_task,
     )
-    return 0 if summary["failed"] == 0 else 1
+    return 0 if summary.failed == 0 else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -124,34 +147,35 @@ def _demo(args: argparse.Namespace) -> int:
         os.environ["AIMLAPI_BASE_URL"] = base_url
         os.environ["AIMLAPI_API_KEY"] = DEMO_KEY
         print(f"emulator listening on {base_url}")
-        _run_flow(csv=args.csv, dest=args.dest, poll_interval_s=1.0, job_timeout_s=300.0, max_in_flight=8)
+        _run_flow(input=args.csv, dest=args.dest, poll_interval_s=1.0, job_timeout_s=300.0, max_in_flight=8)
     # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
     return 0
 
 
-def _run_flow(**params: Any) -> dict[str, Any]:
+def _run_flow(**params: Any) -> Summary:
+    """Run the flow in this process; print the totals, the first failures and where the manifest is."""
     for name, value in _PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    from flows.generate import generate_videos, task_runner_for
-    from i2v.manifest import read_outcomes
-    from i2v.report import console_table, summarize
+    from prefect import State
+
+    from flows.generate import generate_videos
+    from i2v.manifest import summarize
+    from i2v.report import console_summary
     from tasks.resources import destination
 
-    started = time.monotonic()
-    flow = generate_videos.with_options(task_runner=task_runner_for(params["max_in_flight"]))
-    state = flow(**{k: v for k, v in params.items() if v is not None}, return_state=True)
-    dest = destination(params["dest"])
-    outcomes = read_outcomes(dest)
-    if outcomes:
-        print()
-        print(console_table(outcomes, summarize(outcomes, wall_s=time.monotonic() - started)))
-        print(f"\nmanifest: {dest.uri_for('manifest.parquet')} (and manifest.csv)")
+    call: Any = generate_videos(**{k: v for k, v in params.items() if v is not None}, return_state=True)
+    state: State[Any] = asyncio.run(call)
     result = state.result(raise_on_failure=False)
+    dest = destination(params["dest"])
+    summary = Summary(**result) if isinstance(result, dict) else summarize(dest)
+    if summary.total:
+        print()
+        print(console_summary(summary, manifest_uri=dest.uri_for("manifest.parquet")))
     if isinstance(result, BaseException):
         raise result
     if not isinstance(result, dict):
         raise RuntimeError(f"the flow ended in state {state.name}: {state.message}")
-    return result
+    return summary
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@
      │    ├── ServerError            5xx
      │    ├── TransportError         no HTTP answer (connect, read, protocol); ``sent`` says
      │    │                          whether the request may have reached the server
-     │    └── BadResponse            2xx whose body breaks the contract
+     │    ├── BadResponse            2xx whose body breaks the contract
+     │    └── SubmitUnknown          a create may have started a job, but no id came back
+     ├── Stopped                     the run stopped admitting work before this row was sent
      ├── JobError                    the generation itself did not produce a video
      │    ├── GenerationFailed       the job ended in status ``error``
      │    └── GenerationTimeout      the job was still unfinished at its deadline
@@ -168,6 +170,31 @@ class BadResponse(ApiError):
 
     kind = "bad_response"
     retryable = True
+
+
+class SubmitUnknown(ApiError):
+    """A create was sent and may have started (and billed) a job, but no id came back.
+
+    The row is never resubmitted on its own: a second create could pay twice. The
+    journal keeps the intent, so reruns see the row as unknown too, until a user asks
+    for unknown rows to be sent again.
+    """
+
+    kind = "submit_unknown"
+
+
+class Stopped(I2VError):
+    """The run stopped sending new work (a run-fatal error, a signal, a policy)."""
+
+    kind = "stopped"
+
+    def __init__(self, message: str, *, cause: I2VError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        if cause is not None:
+            # Rows not sent after a bad key or an empty account fail for that reason.
+            self.kind = cause.kind
+            self.retryable = True
 
 
 class JobError(I2VError):

@@ -1,36 +1,50 @@
 """Submitting a row and waiting for its video: the two steps that cost money and time.
 
-Both take their collaborators (API client, journal, clock, sleep) as arguments so they
-can be driven by a test clock as easily as by Prefect.
+:func:`submit` sends the create under admission control (:mod:`i2v.limiter`) with the
+intent journaled first; :func:`wait_for_video` polls on the schedule of
+:mod:`i2v.pacing`. Both are coroutines: thousands of jobs wait on one event loop.
+Collaborators (API client, journal, limiter, pacer, clock) are passed in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 
 from i2v.api import Generation, VideoApi
 from i2v.errors import (
+    AuthError,
     BadResponse,
     GenerationFailed,
     GenerationTimeout,
+    OutOfCredits,
     RateLimited,
     RequestRejected,
     StorageError,
+    SubmitUnknown,
 )
 from i2v.journal import Journal, Submission
+from i2v.limiter import AdmissionLimiter
 from i2v.models import get_model
+from i2v.pacing import PollPacer
 from i2v.retry import Backoff, call_with_retries, is_safe_to_resubmit, is_transient
 from i2v.rows import Row
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], None]
+Sleep = Callable[[float], Awaitable[None]]
 
+#: Resends of a create that certainly made no job (connection refused, 503); 429s are
+#: not counted: they only ever mean "wait".
 SUBMIT_BACKOFF = Backoff(attempts=6, initial_s=2.0, max_s=60.0)
+#: Waiting after a 429 that named no Retry-After.
+RATE_LIMIT_BACKOFF = Backoff(attempts=1_000_000, initial_s=1.0, max_s=30.0)
+#: Run-fatal answers: the key or the account is wrong for every row alike.
+RUN_FATAL = (AuthError, OutOfCredits)
 
 
 @dataclass(frozen=True)
@@ -44,126 +58,182 @@ class Finished:
     credits_used: float | None
 
 
-def submit(
+def job_class(row: Row) -> Hashable:
+    """Jobs expected to take about as long as each other: same model, length and size."""
+    return (row.model, row.params.get("duration"), str(row.params.get("resolution", "")).lower())
+
+
+async def submit(
     api: VideoApi,
     row: Row,
     journal: Journal,
+    limiter: AdmissionLimiter,
     *,
+    run: str | None = None,
+    body: dict[str, object] | None = None,
     backoff: Backoff = SUBMIT_BACKOFF,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep = asyncio.sleep,
     clock: Clock = time.time,
 ) -> Submission:
-    """Start the row's generation, or re-attach to one a previous run started.
+    """Start the row's generation once a slot is free; the id is journaled before returning.
 
-    The generation id is written to the journal before this returns, so a crash while
-    waiting costs a re-attach, not a second payment.
+    On success the caller owns an accepted slot and must ``limiter.release(accepted=True)``
+    when the job ends. On failure the slot is already released. Only a create that cannot
+    have started a job is sent again (429, connection refused, 503); any other failure
+    after the request may have reached the provider raises :class:`SubmitUnknown` and
+    leaves the ``sending`` entry in the journal.
     """
     route = get_model(row.model).route(row.route)
-    previous = journal.load(row.key)
-    if previous is not None:
-        live = _still_live(api, previous, backoff=backoff, sleep=sleep)
-        if live:
-            log.info("row %s: re-attached to generation %s", row.index, previous.generation_id)
-            return replace(previous, attempts=0, reattached=True)
-    body = row.request_body()
-    submitted_at = clock()
-    generation, attempts = call_with_retries(
-        lambda: api.create(route, body),
-        retry_if=is_safe_to_resubmit,
-        backoff=backoff,
-        sleep=sleep,
-        on_retry=lambda n, exc, wait: log.warning(
-            "row %s: create attempt %d failed (%s); again in %.1fs", row.index, n, exc, wait
-        ),
-    )
-    submission = Submission(
-        row_key=row.key,
-        model=row.model,
-        generation_id=generation.id,
-        route=route.name,
-        submitted_at=submitted_at,
-        attempts=attempts,
-    )
-    try:
-        journal.save(submission)
-    except StorageError as exc:
-        # The job exists and is paid for; waiting for it beats failing the row.
-        log.warning(
-            "row %s: generation %s not journaled (%s); a crash now would lose it", row.index, generation.id, exc
+    request = body if body is not None else row.request_body()
+    attempts = 0
+    refusals = 0
+    rate_limits = 0
+    await limiter.acquire()
+    while True:
+        attempts += 1
+        submitted_at = clock()
+        try:
+            await journal.sending(row.key, model=row.model, route=route.name, at=submitted_at, run=run)
+        except BaseException:
+            limiter.release(accepted=False)
+            raise
+        try:
+            generation = await api.create(route, request)
+        except RateLimited as exc:
+            rate_limits += 1
+            limiter.rejected(exc.retry_after)
+            await _withdraw(journal, row)
+            wait = RATE_LIMIT_BACKOFF.delay(rate_limits, exc)
+            log.debug("row %s: create answered 429; again in %.2fs", row.index, wait)
+            await sleep(wait)
+            await limiter.acquire(first=True)
+            continue
+        except BaseException as exc:
+            certain = is_safe_to_resubmit(exc) or isinstance(exc, (RequestRejected, *RUN_FATAL))
+            if certain and isinstance(exc, Exception):
+                await _withdraw(journal, row)
+            if isinstance(exc, Exception) and is_safe_to_resubmit(exc) and refusals + 1 < backoff.attempts:
+                refusals += 1
+                wait = backoff.delay(refusals, exc)
+                log.warning("row %s: create attempt %d failed (%s); again in %.1fs", row.index, attempts, exc, wait)
+                try:
+                    await sleep(wait)
+                except BaseException:
+                    limiter.release(accepted=False)
+                    raise
+                continue
+            limiter.release(accepted=False)
+            exc.attempts = attempts  # type: ignore[attr-defined]
+            if certain or not isinstance(exc, Exception):
+                raise
+            raise SubmitUnknown(
+                f"create may have started a job but gave no id ({exc}); not resent, to avoid paying twice",
+                status=getattr(exc, "status", None),
+            ) from exc
+        limiter.accepted()
+        submission = Submission(
+            row_key=row.key,
+            model=row.model,
+            generation_id=generation.id,
+            route=route.name,
+            submitted_at=submitted_at,
+            attempts=attempts,
+            run=run,
         )
-    return submission
+        try:
+            await journal.save(submission)
+        except StorageError as exc:
+            # The job exists and is paid for; waiting for it beats failing the row.
+            log.warning("row %s: generation %s not journaled (%s)", row.index, generation.id, exc)
+        return submission
 
 
-def _still_live(api: VideoApi, previous: Submission, *, backoff: Backoff, sleep: Sleep) -> bool:
-    """Whether a journaled generation can still deliver its video."""
-    route = get_model(previous.model).route(previous.route)
+async def _withdraw(journal: Journal, row: Row) -> None:
     try:
-        generation, _ = call_with_retries(
-            lambda: api.fetch(route, previous.generation_id), retry_if=is_transient, backoff=backoff, sleep=sleep
+        await journal.withdraw(row.key)
+    except StorageError as exc:
+        # The entry stays "sending": a rerun will treat the row as unknown, which is safe.
+        log.warning("row %s: could not withdraw the journal intent (%s)", row.index, exc)
+
+
+async def still_live(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> bool:
+    """Whether a journaled generation can still deliver its video."""
+    route = get_model(submission.model).route(submission.route)
+    try:
+        generation, _ = await call_with_retries(
+            lambda: api.fetch(route, submission.generation_id), retry_if=is_transient, backoff=backoff
         )
     except RequestRejected:
         return False
     return generation.is_running or (generation.is_completed and generation.video_url is not None)
 
 
-def wait_for_video(
+async def wait_for_video(
     api: VideoApi,
     submission: Submission,
+    pacer: PollPacer,
     *,
+    job: Hashable,
     deadline: float,
-    interval_s: float,
     max_consecutive_errors: int = 4,
     backoff: Backoff | None = None,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep = asyncio.sleep,
     clock: Clock = time.time,
 ) -> Finished:
     """Poll until the job completes, fails, or ``deadline`` (unix seconds) passes.
 
-    A single failed poll is only a missed poll: transient errors are absorbed until
-    ``max_consecutive_errors`` in a row, then raised for the caller's retry policy.
-    A 429 slows polling down to the server's ``Retry-After``. Without an explicit
-    ``backoff``, waits after errors start at the poll interval and grow from there.
+    Polls follow ``pacer``'s schedule for the job's class ``job``; a re-attached job is
+    polled at once and teaches the pacer nothing. A single failed poll is only a missed
+    poll: transient errors are absorbed until ``max_consecutive_errors`` in a row, then
+    raised for the caller's retry policy. A 429 waits at least its ``Retry-After``.
     """
-    backoff = backoff or Backoff(initial_s=interval_s, max_s=max(interval_s, 60.0))
+    backoff = backoff or Backoff(initial_s=pacer.poll_interval_s, max_s=max(pacer.poll_interval_s, 60.0))
     route = get_model(submission.model).route(submission.route)
-    polls = 0
+    polls = pacer.start(job)
+    count = 0
     errors = 0
     last_status = "unknown"
-    # Always ask at least once before judging the deadline: a job re-attached after a
-    # crash may be long past it and yet completed, with its video still downloadable.
+    # A re-attached job may have finished long ago: ask at once.
+    wait = 0.0 if submission.reattached else pacer.delay(polls, clock() - submission.submitted_at)
     while True:
-        polls += 1
+        await sleep(_bounded(wait, deadline, clock))
+        count += 1
         try:
-            generation = api.fetch(route, submission.generation_id)
+            generation = await api.fetch(route, submission.generation_id)
         except RateLimited as exc:
-            wait = max(interval_s, exc.retry_after or 0.0)
+            wait = max(pacer.delay(polls, clock() - submission.submitted_at), exc.retry_after or 0.0)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             errors += 1
             if errors >= max_consecutive_errors:
-                exc.polls = polls  # type: ignore[attr-defined]
+                exc.polls = count  # type: ignore[attr-defined]
                 raise
             wait = backoff.delay(errors, exc)
         else:
             errors = 0
             last_status = generation.status
+            elapsed = clock() - submission.submitted_at
             if generation.is_completed:
                 if generation.video_url is None:
                     raise BadResponse(f"generation {generation.id} is completed but has no video URL")
-                return Finished(submission, generation.video_url, clock(), polls, generation.credits_used)
-            if generation.is_error:
-                raise _failure(generation, polls)
-            wait = interval_s
+                if not submission.reattached:
+                    pacer.finished(polls, elapsed)
+                return Finished(submission, generation.video_url, clock(), count, generation.credits_used)
+            if generation.is_failed:
+                raise _failure(generation, count)
+            pacer.polled(polls, elapsed, running=generation.is_running)
+            wait = pacer.delay(polls, elapsed)
+        # Judged after a poll, never before: a re-attached job may be past its deadline
+        # and yet completed, with its video still downloadable.
         if clock() >= deadline:
             message = _timeout_message(submission, last_status, deadline)
-            raise GenerationTimeout(message, generation_id=submission.generation_id, polls=polls)
-        sleep(_bounded(wait, deadline, clock))
+            raise GenerationTimeout(message, generation_id=submission.generation_id, polls=count)
 
 
 def _failure(generation: Generation, polls: int) -> GenerationFailed:
-    name = generation.error_name or "error"
-    detail = generation.error_message or "the job ended in status 'error' without a message"
+    name = generation.error_name or generation.status
+    detail = generation.error_message or f"the job ended in status {generation.status!r} without a message"
     return GenerationFailed(
         f"{name}: {detail}", generation_id=generation.id, polls=polls, error_name=generation.error_name
     )

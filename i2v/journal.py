@@ -1,35 +1,36 @@
-"""Durable state in the destination itself, so any machine can resume a run.
+"""The journal: which generation each piece of work started, durable before it costs money.
 
-Two small JSON objects per row key:
+One small JSON object per row key, ``journal/<key>.json``, in the destination itself (so
+the state travels with the outputs and any machine can resume). It goes through two
+states:
 
-* ``journal/<key>.json`` — the generation started for that work, written right after
-  the create answers and before polling. A rerun re-attaches to it instead of paying
-  for a second job.
-* ``records/<key>.json`` — the manifest row of a stored video, written only after the
-  video object is complete. A rerun that finds a record *and* the video at its recorded
-  size skips the row.
+* ``sending`` — written just before a create is sent. If the process dies, or the
+  answer is lost, from here on, nobody can tell whether the provider started (and
+  billed) a job: the row is *submit unknown*, and is never sent again on its own.
+  A create that certainly made no job (429, connection refused) withdraws the entry.
+* ``submitted`` — written as soon as the create answers with a generation id, before
+  polling. A rerun re-attaches to that job instead of paying for a second one.
 
-Keeping both in the destination (not in Prefect's database, whose ephemeral mode drops
-records at exit) means the state travels with the outputs.
+Keeping this in the destination rather than in Prefect's database (whose ephemeral mode
+drops records at exit) is what makes a crash cost a re-attach, not a payment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Literal
 
-from i2v.errors import StorageError
+from i2v.blocking import Offload
 from i2v.models import RouteName
-from i2v.outcomes import RowOutcome
 from i2v.storage import Destination
 
 log = logging.getLogger(__name__)
 
 JOURNAL_PREFIX = "journal/"
-RECORDS_PREFIX = "records/"
+
+EntryState = Literal["sending", "submitted"]
 
 
 @dataclass(frozen=True)
@@ -42,69 +43,92 @@ class Submission:
     generation_id: str
     submitted_at: float
     attempts: int
+    run: str | None = None
     reattached: bool = False
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What the journal holds for a row key."""
+
+    state: EntryState
+    row_key: str
+    model: str
+    route: RouteName
+    at: float
+    run: str | None = None
+    generation_id: str | None = None
+    attempts: int = 0
+
+    def submission(self) -> Submission | None:
+        """The started job, if the entry names one."""
+        if self.state != "submitted" or not self.generation_id:
+            return None
+        return Submission(
+            row_key=self.row_key,
+            model=self.model,
+            route=self.route,
+            generation_id=self.generation_id,
+            submitted_at=self.at,
+            attempts=self.attempts,
+            run=self.run,
+        )
+
+
 class Journal:
-    """Generation ids and finished records, kept under a destination."""
+    """Journal entries kept under a destination; storage calls run through ``offload``."""
 
-    def __init__(self, dest: Destination) -> None:
+    def __init__(self, dest: Destination, offload: Offload) -> None:
         self.dest = dest
+        self._offload = offload
 
-    def save(self, submission: Submission) -> None:
-        data = asdict(submission)
-        data.pop("reattached")
-        self.dest.put_bytes(_journal_key(submission.row_key), json.dumps(data).encode(), "application/json")
+    async def sending(self, row_key: str, *, model: str, route: RouteName, at: float, run: str | None) -> None:
+        """Record the intent to send a create for ``row_key`` (before sending it)."""
+        entry = Entry("sending", row_key, model, route, at, run)
+        await self._write(entry)
 
-    def load(self, row_key: str) -> Submission | None:
-        raw = self.dest.get_bytes(_journal_key(row_key))
+    async def withdraw(self, row_key: str) -> None:
+        """The create certainly started no job: forget the intent."""
+        await self.forget(row_key)
+
+    async def save(self, submission: Submission) -> None:
+        """Record the job a create started."""
+        entry = Entry(
+            "submitted",
+            submission.row_key,
+            submission.model,
+            submission.route,
+            submission.submitted_at,
+            submission.run,
+            submission.generation_id,
+            submission.attempts,
+        )
+        await self._write(entry)
+
+    async def load(self, row_key: str) -> Entry | None:
+        raw = await self._offload(self.dest.get_bytes, journal_key(row_key))
         if raw is None:
             return None
         try:
-            return Submission(**json.loads(raw))
-        except (ValueError, TypeError) as exc:
+            data = json.loads(raw)
+            if "state" not in data:
+                # Entries written before intents were journaled name a started job.
+                data["state"] = "submitted"
+                data["at"] = data.pop("submitted_at")
+            return Entry(**data)
+        except (ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring unreadable journal entry for %s: %s", row_key, exc)
             return None
 
-    def forget(self, row_key: str) -> None:
-        """Drop a generation that can no longer deliver (expired or gone)."""
-        self.dest.delete(_journal_key(row_key))
+    async def forget(self, row_key: str) -> None:
+        """Drop the entry (a withdrawn intent, or a job that can no longer deliver)."""
+        await self._offload(self.dest.delete, journal_key(row_key))
 
-    def save_record(self, outcome: RowOutcome) -> None:
-        assert outcome.row_key is not None
-        self.dest.put_bytes(_record_key(outcome.row_key), outcome.to_json().encode(), "application/json")
-
-    def done(self, row_keys: Iterable[str], *, video_prefix: str, workers: int = 16) -> dict[str, RowOutcome]:
-        """Records whose video is still stored at its recorded size, by row key."""
-        wanted = set(row_keys)
-        present = {key[len(RECORDS_PREFIX) : -len(".json")] for key in self.dest.list_sizes(RECORDS_PREFIX)}
-        candidates = sorted(wanted & present)
-        if not candidates:
-            return {}
-        sizes = {self.dest.uri_for(key): size for key, size in self.dest.list_sizes(video_prefix).items()}
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            records = list(pool.map(self._load_record, candidates))
-        return {
-            record.row_key: record
-            for record in records
-            if record is not None
-            and record.row_key
-            and record.video_uri
-            and sizes.get(record.video_uri) == record.video_bytes
-        }
-
-    def _load_record(self, row_key: str) -> RowOutcome | None:
-        try:
-            raw = self.dest.get_bytes(_record_key(row_key))
-            return RowOutcome.from_json(raw) if raw is not None else None
-        except (StorageError, ValueError, TypeError) as exc:
-            log.warning("ignoring unreadable record for %s: %s", row_key, exc)
-            return None
+    async def _write(self, entry: Entry) -> None:
+        data = json.dumps(asdict(entry)).encode()
+        await self._offload(self.dest.put_bytes, journal_key(entry.row_key), data, "application/json")
 
 
-def _journal_key(row_key: str) -> str:
+def journal_key(row_key: str) -> str:
+    """Where the journal entry of ``row_key`` lives under the destination."""
     return f"{JOURNAL_PREFIX}{row_key}.json"
-
-
-def _record_key(row_key: str) -> str:
-    return f"{RECORDS_PREFIX}{row_key}.json"

@@ -26,10 +26,15 @@ ROUTE_PATHS: Mapping[RouteName, str] = {"universal": UNIVERSAL_PATH, "legacy": L
 ParamType = Literal["string", "integer", "boolean", "uri"]
 
 #: Statuses after which a job is still running. The vendor's schema lists ``queued`` and
-#: ``generating``; its own sample client also waits on ``waiting`` and ``active``.
-RUNNING_STATUSES = frozenset({"queued", "generating", "waiting", "active"})
+#: ``generating``; its own sample client also waits on ``waiting`` and ``active``, and its
+#: Python SDK on ``processing``.
+RUNNING_STATUSES = frozenset({"queued", "generating", "waiting", "active", "processing"})
 COMPLETED_STATUS = "completed"
 ERROR_STATUS = "error"
+#: Statuses that clearly end a job without a video: ``error`` is the documented one; the
+#: others are words any job API may use for the same end. Any other unknown status is
+#: not success either, but it is polled until the job's deadline.
+FAILED_STATUSES = frozenset({ERROR_STATUS, "failed", "cancelled", "canceled", "expired", "rejected"})
 
 #: The user-facing name of prompt expansion; routes may spell it differently.
 EXPANSION_ALIASES = ("enhance_prompt", "enable_prompt_expansion")

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from i2v.errors import I2VError
+from i2v.errors import I2VError, Stopped
 from i2v.rows import InvalidRow, Row, shorten_image_ref
 
 if TYPE_CHECKING:
@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from i2v.transfer import Stored
 
 Status = Literal["completed", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which run, and which Prefect flow run within it, produced an outcome."""
+
+    run: str | None = None
+    flow_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class RowOutcome:
     codec: str | None = None
     thumbnail_uri: str | None = None
     credits_used: float | None = None
+    run: str | None = None
     flow_run_id: str | None = None
 
     def to_json(self) -> str:
@@ -62,7 +71,7 @@ class RowOutcome:
 COLUMNS = tuple(f.name for f in fields(RowOutcome))
 
 
-def base(row: Row, *, flow_run_id: str | None) -> dict[str, Any]:
+def base(row: Row, origin: Origin) -> dict[str, Any]:
     """The fields every outcome of a valid row shares."""
     return {
         "row_key": row.key,
@@ -72,15 +81,16 @@ def base(row: Row, *, flow_run_id: str | None) -> dict[str, Any]:
         "prompt": row.prompt,
         "model": row.model,
         "params": json.dumps(dict(row.params), sort_keys=True),
-        "flow_run_id": flow_run_id,
+        "run": origin.run,
+        "flow_run_id": origin.flow_run_id,
     }
 
 
-def completed(row: Row, finished: Finished, stored: Stored, *, flow_run_id: str | None) -> RowOutcome:
+def completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> RowOutcome:
     """A row whose video is stored and verified."""
     submission = finished.submission
     return RowOutcome(
-        **base(row, flow_run_id=flow_run_id),
+        **base(row, origin),
         status="completed",
         generation_id=submission.generation_id,
         submit_attempts=submission.attempts,
@@ -101,7 +111,7 @@ def completed(row: Row, finished: Finished, stored: Stored, *, flow_run_id: str 
     )
 
 
-def invalid(bad: InvalidRow, *, flow_run_id: str | None) -> RowOutcome:
+def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
     """A row that failed validation; it keeps the cells it had."""
     return RowOutcome(
         row_key=None,
@@ -115,11 +125,12 @@ def invalid(bad: InvalidRow, *, flow_run_id: str | None) -> RowOutcome:
         error_kind="invalid_input",
         error_message=bad.message,
         retryable=False,
-        flow_run_id=flow_run_id,
+        run=origin.run,
+        flow_run_id=origin.flow_run_id,
     )
 
 
-def failed(row: Row, exc: BaseException, *, flow_run_id: str | None, **known: Any) -> RowOutcome:
+def failed(row: Row, exc: BaseException, origin: Origin, **known: Any) -> RowOutcome:
     """A row that failed in a step; ``known`` carries what earlier steps learnt."""
     if isinstance(exc, I2VError):
         kind, retryable, message = exc.kind, bool(exc.retryable), str(exc)
@@ -135,7 +146,7 @@ def failed(row: Row, exc: BaseException, *, flow_run_id: str | None, **known: An
     if not known.get("generation_id") and getattr(exc, "generation_id", None):
         known["generation_id"] = exc.generation_id  # type: ignore[attr-defined]
     return RowOutcome(
-        **base(row, flow_run_id=flow_run_id),
+        **base(row, origin),
         status="failed",
         error_kind=kind,
         error_message=message,
@@ -144,33 +155,41 @@ def failed(row: Row, exc: BaseException, *, flow_run_id: str | None, **known: An
     )
 
 
-def not_submitted(row: Row, reason: str, *, kind: str, flow_run_id: str | None) -> RowOutcome:
+def not_submitted(row: Row, stopped: Stopped, origin: Origin) -> RowOutcome:
     """A valid row the run stopped before sending (the account or key failed)."""
     return RowOutcome(
-        **base(row, flow_run_id=flow_run_id),
+        **base(row, origin),
         status="failed",
-        error_kind=kind,
-        error_message=f"not submitted: {reason}",
+        error_kind=stopped.kind,
+        error_message=f"not submitted: {stopped}",
         retryable=True,
     )
 
 
-def already_done(row: Row, record: RowOutcome, *, flow_run_id: str | None) -> RowOutcome:
+def already_done(row: Row, record: RowOutcome, origin: Origin) -> RowOutcome:
     """A row whose verified video a previous run stored: reported, not paid for again."""
     carried = {name: getattr(record, name) for name in _RESULT_FIELDS}
     return RowOutcome(
-        **base(row, flow_run_id=flow_run_id),
+        **base(row, origin),
         status="skipped",
         error_kind="already_done",
-        error_message=f"video stored by flow run {record.flow_run_id}",
+        error_message=f"video stored by run {record.run or record.flow_run_id}",
         **carried,
     )
 
 
-def duplicate(row: Row, first: RowOutcome) -> RowOutcome:
+def duplicate(row: Row, first: RowOutcome, origin: Origin) -> RowOutcome:
     """A row asking for exactly the work of an earlier row: shares that row's result."""
     same = f"same work as row {first.row_index}"
-    shared = replace(first, row_index=row.index, id=row.id, submit_attempts=0, polls=0)
+    shared = replace(
+        first,
+        row_index=row.index,
+        id=row.id,
+        submit_attempts=0,
+        polls=0,
+        run=origin.run,
+        flow_run_id=origin.flow_run_id,
+    )
     if first.status == "failed":
         return replace(shared, error_message=f"{same}: {first.error_message}")
     return replace(shared, status="skipped", error_kind="duplicate", error_message=same, retryable=None)

@@ -12,12 +12,16 @@ Two different questions get two predicates:
 
 Both are plain functions of the exception, so they can serve as Prefect's
 ``retry_condition_fn`` through a thin adapter in ``tasks/``.
+
+A 429 on a create is not retried here at all: it is the admission limiter's business
+(:mod:`i2v.limiter`), and it never fails a row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -77,12 +81,12 @@ class Backoff:
         return max(0.0, float(wait))
 
 
-def call_with_retries(
-    fn: Callable[[], T],
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
     *,
     retry_if: Callable[[BaseException], bool],
     backoff: Backoff,
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> tuple[T, int]:
     """Call ``fn`` until it succeeds or fails for good; return its value and the attempts used.
@@ -93,7 +97,7 @@ def call_with_retries(
     attempt = 1
     while True:
         try:
-            return fn(), attempt
+            return await fn(), attempt
         except Exception as exc:
             if attempt >= backoff.attempts or not retry_if(exc):
                 exc.attempts = attempt  # type: ignore[attr-defined]
@@ -101,5 +105,5 @@ def call_with_retries(
             wait = backoff.delay(attempt, exc)
             if on_retry is not None:
                 on_retry(attempt, exc, wait)
-            sleep(wait)
+            await sleep(wait)
             attempt += 1

@@ -17,24 +17,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
+from i2v import inputs
 from i2v.errors import InputError
+from i2v.inputs import REQUIRED_COLUMNS
 from i2v.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
 
-REQUIRED_COLUMNS = ("image_url", "prompt")
 RESERVED_COLUMNS = ("id", "model", *REQUIRED_COLUMNS)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 KEY_LENGTH = 20
+_NO_LIMIT = 1 << 62
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DATA_URI = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.IGNORECASE | re.DOTALL)
@@ -90,97 +90,73 @@ class InvalidRow:
 
 @dataclass
 class RowSet:
-    """The outcome of reading one CSV."""
+    """The validated rows of one input, or of one shard of it."""
 
     rows: list[Row] = field(default_factory=list)
     invalid: list[InvalidRow] = field(default_factory=list)
-    #: row index → index of the first row asking for the same work
-    duplicates: dict[int, int] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
     total: int = 0
 
 
 def read_rows(
-    csv_path: str | Path,
+    path: str | Path,
     *,
     model: str = DEFAULT_MODEL,
     route: RouteName | None = None,
     defaults: Mapping[str, Any] | None = None,
 ) -> RowSet:
-    """Read and validate a CSV. Raises :class:`InputError` only when the file itself is unusable."""
-    path = Path(csv_path)
-    with _open_csv(path) as handle:
-        return parse_rows(csv.DictReader(handle), base_dir=path.parent, model=model, route=route, defaults=defaults)
+    """Read and validate a whole input. Raises :class:`InputError` only when the file itself is unusable."""
+    run_model(model)
+    whole = inputs.plan(path, rows_per_shard=_NO_LIMIT)
+    rows = RowSet(ignored_columns=ignored_columns(whole.header))
+    for shard in whole.shards:
+        part = read_shard(whole, shard, model=model, route=route, defaults=defaults)
+        rows.rows += part.rows
+        rows.invalid += part.invalid
+        rows.total += part.total
+    return rows
 
 
-def check_csv(csv_path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
-    """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
-    with _open_csv(Path(csv_path)) as handle:
-        header = next(csv.reader(handle), [])
-    _check_header([name.strip() for name in header])
-    _run_model(model)
-
-
-@contextmanager
-def _open_csv(path: Path) -> Iterator[TextIO]:
-    """The CSV as text; file-level failures become one :class:`InputError` naming the file."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield handle
-    except FileNotFoundError:
-        raise InputError(f"CSV file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise InputError(f"{path} is not a readable CSV: {exc}") from None
-
-
-def _check_header(header: list[str]) -> None:
-    if not header:
-        raise InputError("the CSV is empty: it needs a header with image_url and prompt")
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise InputError(f"the CSV lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)})")
-
-
-def parse_rows(
-    reader: csv.DictReader[str],
+def read_shard(
+    input_plan: inputs.InputPlan,
+    shard: inputs.Shard,
     *,
-    base_dir: Path,
     model: str = DEFAULT_MODEL,
     route: RouteName | None = None,
     defaults: Mapping[str, Any] | None = None,
 ) -> RowSet:
-    """Validate the records of a CSV reader; see :func:`read_rows`."""
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    _check_header(header)
-    default_model = _run_model(model)
+    """Validate the rows of one shard of a planned input."""
+    default_model = run_model(model)
     run_defaults = {_canonical_name(k): v for k, v in (defaults or {}).items() if v is not None and v != ""}
-    result = RowSet(
-        ignored_columns=[
-            name for name in header if name not in RESERVED_COLUMNS and _canonical_name(name) not in _KNOWN_PARAMS
-        ]
-    )
+    base_dir = Path(input_plan.path).parent
     validator = _RowValidator(base_dir=base_dir, model=default_model, route=route, defaults=run_defaults)
-    first_by_key: dict[str, int] = {}
-    for index, record in enumerate(reader):
-        cells = {(name or "").strip(): value for name, value in record.items() if name is not None}
-        extras = record.get(None)
-        line = reader.line_num
+    result = RowSet(ignored_columns=ignored_columns(input_plan.header))
+    for record in inputs.read_records(input_plan, shard):
         result.total += 1
         try:
-            if extras:
-                raise _Problem(None, f"has {len(extras)} more cell(s) than the header")
-            row = validator.validate(index, line, {k: _cell(v) for k, v in cells.items() if k in header})
+            if record.extra:
+                raise _Problem(None, f"has {record.extra} more cell(s) than the header")
+            conflict = shard.id_conflicts.get(record.index)
+            if conflict:
+                raise _Problem("id", conflict)
+            row = validator.validate(record.index, record.line, record.cells)
         except _Problem as problem:
-            result.invalid.append(InvalidRow(index, line, problem.field, problem.reason, _shown_cells(cells)))
+            bad = InvalidRow(record.index, record.line, problem.field, problem.reason, _shown_cells(record.cells))
+            result.invalid.append(bad)
             continue
-        if row.key in first_by_key:
-            result.duplicates[index] = first_by_key[row.key]
-        else:
-            first_by_key[row.key] = index
         result.rows.append(row)
     return result
+
+
+def check_input(path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
+    """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
+    inputs.read_header(path)
+    run_model(model)
+
+
+def ignored_columns(header: tuple[str, ...]) -> list[str]:
+    """Columns that are no model's parameter (ignored, with a warning)."""
+    return [name for name in header if name not in RESERVED_COLUMNS and _canonical_name(name) not in _KNOWN_PARAMS]
 
 
 class _Problem(Exception):
@@ -198,7 +174,6 @@ class _RowValidator:
         self.model = model
         self.route = route
         self.defaults = defaults
-        self.ids: dict[str, tuple[int, str]] = {}
         self.image_digests: dict[Path, str] = {}
 
     def validate(self, index: int, line: int, cells: Mapping[str, str]) -> Row:
@@ -217,7 +192,7 @@ class _RowValidator:
         image_ref, image_path, image_identity = self._image(cells.get("image_url", "").strip())
         params = self._params(spec, route, cells)
         key = row_key(spec.api_id, route.name, params, prompt, image_identity)
-        row_id = self._id(index, cells.get("id", "").strip(), key)
+        row_id = self._id(cells.get("id", "").strip(), key)
         return Row(
             index=index,
             line=line,
@@ -295,15 +270,10 @@ class _RowValidator:
                 params[name] = param.default
         return dict(sorted(params.items()))
 
-    def _id(self, index: int, given: str, key: str) -> str:
-        row_id = given or key
+    def _id(self, given: str, key: str) -> str:
         if given and not _ID_PATTERN.match(given):
             raise _Problem("id", "must be 1-128 letters, digits, '.', '_' or '-' and start with a letter or digit")
-        previous = self.ids.get(row_id)
-        if previous is not None and previous[1] != key:
-            raise _Problem("id", f"{row_id!r} is already used by row {previous[0]} for different work")
-        self.ids.setdefault(row_id, (index, key))
-        return row_id
+        return given or key
 
 
 def _coerce(param: Param, value: Any, *, field: str) -> Any:
@@ -391,7 +361,8 @@ def _local_image_digest(path: Path, ref: str) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _run_model(name: str) -> ModelSpec:
+def run_model(name: str) -> ModelSpec:
+    """The run's default model; an unknown name is an :class:`InputError` naming the field."""
     try:
         return get_model(name)
     except KeyError as exc:
@@ -400,10 +371,6 @@ def _run_model(name: str) -> ModelSpec:
 
 def _canonical_name(column: str) -> str:
     return column.strip().lower()
-
-
-def _cell(value: str | None) -> str:
-    return "" if value is None else value
 
 
 def _choices(param: Param) -> str:

@@ -69,11 +69,26 @@ class Destination(ABC):
         """Every complete object under ``prefix``: key → size in bytes."""
 
     @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The size of a complete object in bytes, or None if it does not exist."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object; absent objects are not an error."""
 
     @abstractmethod
     def uri_for(self, key: str) -> str: ...
+
+    def key_for(self, uri: str) -> str | None:
+        """The key of a URI made by :meth:`uri_for`, or None if it lies elsewhere."""
+        root = self.uri_for("")
+        if not uri.startswith(root):
+            return None
+        key = uri[len(root) :].lstrip("/")
+        try:
+            return key if key and self.uri_for(key) == uri else None
+        except StorageError:
+            return None
 
     @abstractmethod
     def check(self) -> None:
@@ -131,6 +146,14 @@ class LocalDestination(Destination):
             if entry.is_file() and not entry.name.startswith("."):
                 sizes[entry.relative_to(self.root).as_posix()] = entry.stat().st_size
         return sizes
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot stat {self._path(key)}: {exc.strerror}", transient=True) from exc
 
     def delete(self, key: str) -> None:
         try:
@@ -221,6 +244,14 @@ class S3Destination(Destination):
         except Exception as exc:
             raise _storage_error(f"cannot list {self.uri_for(prefix)}", exc) from exc
         return sizes
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
 
     def delete(self, key: str) -> None:
         try:

@@ -2,8 +2,9 @@
 
 The bytes stream from the URL into the destination writer (a multipart upload for S3)
 and, where the destination keeps no local copy, into a spool file on local disk, so
-memory stays bounded by one part. The spool is decoded before the write is committed:
-a truncated or undecodable file is aborted and never becomes an object.
+memory stays bounded by a few parts. The spool is decoded before the write is
+committed: a truncated or undecodable file is aborted and never becomes an object.
+Blocking steps (writes, decoding, commits) run through the run's :class:`Offload`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
 from i2v.api import open_download
+from i2v.blocking import Offload
 from i2v.errors import DownloadError
-from i2v.jobs import Finished
 from i2v.media import VideoInfo, probe
-from i2v.storage import Destination
+from i2v.storage import Destination, ObjectWriter
 
 VIDEO_PREFIX = "videos/"
 THUMB_PREFIX = "thumbs/"
@@ -38,26 +40,30 @@ class Stored:
     stored_at: float
 
 
-def video_key(row_id: str) -> str:
+def video_key(name: str) -> str:
     """Where a row's video lives under the destination."""
-    return f"{VIDEO_PREFIX}{row_id}.mp4"
+    return f"{VIDEO_PREFIX}{name}.mp4"
 
 
-def store_video(http: httpx.Client, finished: Finished, dest: Destination, *, row_id: str) -> Stored:
-    """Download ``finished.video_url`` into ``videos/<row_id>.mp4``, decode it, then commit."""
-    key = video_key(row_id)
-    writer = dest.open_writer(key, "video/mp4")
+def thumbnail_key(name: str) -> str:
+    """Where a row's thumbnail lives under the destination."""
+    return f"{THUMB_PREFIX}{name}.jpg"
+
+
+async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, name: str, offload: Offload) -> Stored:
+    """Download ``url`` into ``videos/<name>.mp4``, decode it, then commit; thumbnail beside it."""
+    key = video_key(name)
+    writer = await offload(dest.open_writer, key, "video/mp4")
     digest = hashlib.sha256()
     size = 0
     try:
         with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
-            spool = None if writer.local_path is not None else (Path(tmp) / "video.mp4").open("wb")
+            spool_path = Path(tmp) / "video.mp4"
+            spool = None if writer.local_path is not None else spool_path.open("wb")
             try:
-                with open_download(http, finished.video_url) as (chunks, declared):
-                    for chunk in chunks:
-                        writer.write(chunk)
-                        if spool is not None:
-                            spool.write(chunk)
+                async with open_download(http, url) as (chunks, declared):
+                    async for chunk in chunks:
+                        await offload(_write, writer, spool, chunk)
                         digest.update(chunk)
                         size += len(chunk)
             finally:
@@ -65,17 +71,17 @@ def store_video(http: httpx.Client, finished: Finished, dest: Destination, *, ro
                     spool.close()
             if declared is not None and size != declared:
                 raise DownloadError(f"download ended after {size} of {declared} bytes")
-            local = writer.local_path if writer.local_path is not None else Path(tmp) / "video.mp4"
-            info = probe(local)
-        writer.commit()
+            local = writer.local_path if writer.local_path is not None else spool_path
+            info = await offload(probe, local)
+        await offload(writer.commit)
     except BaseException:
-        writer.abort()
+        await offload(writer.abort)
         raise
     thumbnail_uri = None
     if info.thumbnail_jpeg:
-        thumb_key = f"{THUMB_PREFIX}{row_id}.jpg"
-        dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg")
-        thumbnail_uri = dest.uri_for(thumb_key)
+        thumb = thumbnail_key(name)
+        await offload(dest.put_bytes, thumb, info.thumbnail_jpeg, "image/jpeg")
+        thumbnail_uri = dest.uri_for(thumb)
     return Stored(
         video_uri=dest.uri_for(key),
         video_bytes=size,
@@ -84,3 +90,9 @@ def store_video(http: httpx.Client, finished: Finished, dest: Destination, *, ro
         thumbnail_uri=thumbnail_uri,
         stored_at=time.time(),
     )
+
+
+def _write(writer: ObjectWriter, spool: BinaryIO | None, chunk: bytes) -> None:
+    writer.write(chunk)
+    if spool is not None:
+        spool.write(chunk)

@@ -1,42 +1,45 @@
-"""Tasks that start generations and wait for them."""
+"""The task that generates a batch of rows: submit, wait and store, each row a coroutine."""
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 
-from i2v import jobs
-from i2v.journal import Submission
+from i2v.outcomes import RowOutcome
 from i2v.rows import Row
+from i2v.run import RunSpec
 from tasks import resources
-from tasks.retries import transient_only
+from tasks.retries import unfinished_rows
 
-
-@task(name="submit", task_run_name="submit-row-{row.index}", cache_policy=NO_CACHE, persist_result=False)
-def submit_generation(row: Row, dest: str) -> Submission:
-    """Start (or re-attach to) the row's generation; its id is journaled before returning.
-
-    No Prefect retries: a create is not idempotent, and :func:`i2v.jobs.submit` already
-    resends exactly the failures that cannot have started a job.
-    """
-    return jobs.submit(resources.api(), row, resources.journal(dest))
+RETRIES = 2
 
 
 @task(
-    name="wait",
-    task_run_name="wait-{submission.generation_id}",
-    retries=3,
-    retry_delay_seconds=[5, 20, 60],
+    name="generate",
+    task_run_name="generate-{label}",
+    retries=RETRIES,
+    retry_delay_seconds=[10, 60],
     retry_jitter_factor=0.5,
-    retry_condition_fn=transient_only,
+    retry_condition_fn=unfinished_rows,
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def wait_for_generation(submission: Submission, timeout_s: float, poll_interval_s: float) -> jobs.Finished:
-    """Poll until the video is ready; the deadline counts from submission, across retries."""
-    return jobs.wait_for_video(
-        resources.api(),
-        submission,
-        deadline=submission.submitted_at + timeout_s,
-        interval_s=poll_interval_s,
-    )
+async def generate_batch(run: RunSpec, rows: list[Row], label: str) -> list[RowOutcome]:
+    """One outcome per row, each row a coroutine under the run's shared admission limiter.
+
+    Rows left unfinished by transient failures fail the task run, so Prefect retries it;
+    a retry redoes only those rows (the others find their records, and unfinished jobs
+    are re-attached through the journal). The last try reports them as they are.
+    """
+    final = runtime.task_run.run_count > RETRIES
+    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    async with resources.engine(run) as engine:
+        return await engine.run_batch(rows, flow_run_id=flow_run_id, final=final)
+
+
+@task(name="salvage", task_run_name="salvage-{label}", cache_policy=NO_CACHE, persist_result=False)
+async def salvage_batch(run: RunSpec, rows: list[Row], label: str, error: str) -> list[RowOutcome]:
+    """Outcomes for a batch whose task broke off: each row's own record, or the error."""
+    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    async with resources.engine(run) as engine:
+        return await engine.salvage(rows, RuntimeError(error), flow_run_id=flow_run_id)

@@ -1,45 +1,40 @@
-"""Tasks that read the CSV and find the work already done."""
+"""Tasks that plan the input and read one shard's rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from i2v.models import RouteName
-from i2v.outcomes import RowOutcome
-from i2v.rows import Row, RowSet, read_rows
-from i2v.transfer import VIDEO_PREFIX
+from i2v.inputs import InputPlan, Shard, plan
+from i2v.rows import RowSet, read_shard
+from i2v.run import RunSpec
 from tasks import resources
 
 
-@task(name="read-rows", cache_policy=NO_CACHE, persist_result=False)
-def load_rows(csv: str, model: str, api_path: RouteName | None, defaults: Mapping[str, Any]) -> RowSet:
-    """Read and validate the CSV; invalid rows are reported, not raised."""
-    logger = get_run_logger()
-    rows = read_rows(csv, model=model, route=api_path, defaults=defaults)
-    logger.info(
-        "%d rows: %d valid, %d invalid, %d duplicate",
-        rows.total,
-        len(rows.rows),
-        len(rows.invalid),
-        len(rows.duplicates),
+@task(name="plan-input", cache_policy=NO_CACHE, persist_result=False)
+async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
+    """Count the input's rows and cut them into shards; check the destination can be written."""
+    await asyncio.to_thread(resources.destination(run.dest).check)
+    input_plan = await asyncio.to_thread(plan, run.input, rows_per_shard=rows_per_shard)
+    get_run_logger().info(
+        "%d rows in %d shard(s) of up to %d rows", input_plan.total_rows, len(input_plan.shards), rows_per_shard
     )
-    for bad in rows.invalid:
-        logger.warning("invalid input: %s", bad.message)
-    if rows.ignored_columns:
+    return input_plan
+
+
+@task(name="read-shard", task_run_name="read-shard-{shard.index}", cache_policy=NO_CACHE, persist_result=False)
+async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> RowSet:
+    """Read and validate one shard's rows; invalid rows are reported, not raised."""
+    logger = get_run_logger()
+    rows = await asyncio.to_thread(
+        read_shard, input_plan, shard, model=run.model, route=run.api_path, defaults=run.defaults
+    )
+    if rows.invalid:
+        logger.warning(
+            "shard %d: %d invalid row(s), first: %s", shard.index, len(rows.invalid), rows.invalid[0].message
+        )
+    if shard.index == 0 and rows.ignored_columns:
         logger.warning("ignored columns (not a parameter of any model): %s", ", ".join(rows.ignored_columns))
     return rows
-
-
-@task(name="check-destination", cache_policy=NO_CACHE, persist_result=False)
-def find_done_rows(dest: str, rows: list[Row]) -> dict[str, RowOutcome]:
-    """Rows whose verified video a previous run already stored, by row key."""
-    destination = resources.destination(dest)
-    destination.check()
-    done = resources.journal(dest).done((row.key for row in rows), video_prefix=VIDEO_PREFIX)
-    if done:
-        get_run_logger().info("%d rows already have their video in %s; skipping them", len(done), destination.uri)
-    return done

@@ -1,22 +1,29 @@
-"""Process-wide clients, built once from the environment: the edge where settings enter.
+"""Process-wide resources, built from the environment: the edge where settings enter.
 
-Tasks receive only plain data (rows, submissions, URIs). The API key and the clients
-that carry it stay here, so they never become task or flow parameters, never reach
-Prefect's database, and are shared by every task thread of the process (httpx and
-boto3 clients are thread-safe).
+Tasks receive only plain data (rows, shards, the run's spec). The API key, the clients
+that carry it and the run's engine stay here, so they never become task or flow
+parameters and never reach Prefect's database. One :class:`~i2v.engine.Engine` serves
+each run in a process: every shard and batch of the run shares its admission limiter,
+poll pacer, HTTP client and thread pool. It lives while anything of the run holds it
+(the parent flow, or a shard running as its own flow run on another worker).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
 from i2v.api import VideoApi, make_http_client
-from i2v.journal import Journal
+from i2v.blocking import Offload
+from i2v.engine import Engine, EngineOptions
+from i2v.limiter import AdmissionLimiter
+from i2v.pacing import PollPacer
+from i2v.progress import Progress
+from i2v.run import RunSpec
 from i2v.settings import ApiSettings
 from i2v.storage import Destination, open_destination
 
@@ -24,28 +31,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _lock = threading.Lock()
-_http: dict[tuple[str, float], httpx.Client] = {}
-_apis: dict[tuple[str, str], VideoApi] = {}
 _destinations: dict[tuple[str, str], Destination] = {}
 
 
-def api() -> VideoApi:
-    """The API client for the current ``AIMLAPI_*`` settings."""
-    settings = ApiSettings.from_env()
-    fingerprint = hashlib.sha256(settings.api_key.reveal().encode()).hexdigest()
-    with _lock:
-        client = _apis.get((settings.base_url, fingerprint))
-        if client is None:
-            client = VideoApi(_http_client(settings), settings.api_key)
-            _apis[(settings.base_url, fingerprint)] = client
-        return client
+@dataclass
+class _Held:
+    engine: Engine
+    holders: int
 
 
-def http() -> httpx.Client:
-    """The HTTP client used for downloads (no API key attached)."""
-    settings = ApiSettings.from_env()
-    with _lock:
-        return _http_client(settings)
+_engines: dict[str, _Held] = {}
 
 
 def destination(uri: str) -> Destination:
@@ -59,28 +54,48 @@ def destination(uri: str) -> Destination:
         return dest
 
 
-def journal(uri: str) -> Journal:
-    """The journal kept under the destination ``uri``."""
-    return Journal(destination(uri))
+@asynccontextmanager
+async def engine(run: RunSpec, *, progress: Progress | None = None) -> AsyncIterator[Engine]:
+    """The run's engine in this process, built by the first holder and closed by the last."""
+    held = _engines.get(run.name)
+    if held is None:
+        held = _Held(_build(run, progress or Progress()), 0)
+        _engines[run.name] = held
+    held.holders += 1
+    try:
+        yield held.engine
+    finally:
+        held.holders -= 1
+        if held.holders == 0:
+            del _engines[run.name]
+            await held.engine.aclose()
+
+
+def running(run_name: str) -> Engine | None:
+    """The engine of a run this process is working on, if any."""
+    held = _engines.get(run_name)
+    return held.engine if held is not None else None
 
 
 def reset() -> None:
-    """Close and forget every client (tests change the environment between runs)."""
+    """Forget cached destinations (tests change the environment between runs)."""
     with _lock:
-        for client in _http.values():
-            client.close()
-        _http.clear()
-        _apis.clear()
         _destinations.clear()
 
 
-def _http_client(settings: ApiSettings) -> httpx.Client:
-    key = (settings.base_url, settings.timeout_s)
-    client = _http.get(key)
-    if client is None:
-        client = make_http_client(settings)
-        _http[key] = client
-    return client
+def _build(run: RunSpec, progress: Progress) -> Engine:
+    settings = ApiSettings.from_env()
+    http = make_http_client(settings, max_connections=max(64, 2 * run.max_in_flight))
+    return Engine(
+        api=VideoApi(http, settings.api_key),
+        downloads=http,
+        dest=destination(run.dest),
+        limiter=AdmissionLimiter(run.max_in_flight),
+        pacer=PollPacer(run.poll_interval_s),
+        offload=Offload(),
+        options=EngineOptions(run=run.name, job_timeout_s=run.job_timeout_s),
+        progress=progress,
+    )
 
 
 def _s3_client(endpoint: str) -> S3Client:

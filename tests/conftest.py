@@ -22,6 +22,13 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the loop Prefect and the engine use."""
+    return "asyncio"
+
+
 # --- S3: moto's standalone server over real HTTP -------------------------------------
 
 

@@ -41,6 +41,7 @@ class Emulator:
         return ApiSettings(api_key=Secret(self.api_key), base_url=self.base_url, timeout_s=10)
 
     def api(self) -> VideoApi:
+        """An API client for this emulator (an ``httpx.AsyncClient`` underneath)."""
         return VideoApi(make_http_client(self.settings()), Secret(self.api_key))
 
     def created(self) -> int:

@@ -31,13 +31,15 @@ from i2v.errors import (
 from i2v.models import get_model
 from i2v.settings import ApiSettings, Secret
 
+pytestmark = pytest.mark.anyio
+
 KEY = "sk-very-secret-0123456789"
 ROUTE = get_model("alibaba/wan2.5-i2v-preview").route()
 LEGACY = get_model("alibaba/wan2.5-i2v-preview").route("legacy")
 
 
 def _api(handler: Callable[[httpx.Request], httpx.Response]) -> VideoApi:
-    http = httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(handler))
+    http = httpx.AsyncClient(base_url="https://api.test", transport=httpx.MockTransport(handler))
     return VideoApi(http, Secret(KEY))
 
 
@@ -46,7 +48,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return httpx.Response(status, json=body, headers=headers)
 
 
-def test_create_sends_bearer_key_and_body_to_the_route_path() -> None:
+async def test_create_sends_bearer_key_and_body_to_the_route_path() -> None:
     """Create posts JSON to the model's path with the key only in the Authorization header."""
     seen: list[httpx.Request] = []
 
@@ -54,7 +56,7 @@ def test_create_sends_bearer_key_and_body_to_the_route_path() -> None:
         seen.append(request)
         return httpx.Response(200, json={"id": "gen-1", "status": "queued"})
 
-    generation = _api(handler).create(ROUTE, {"model": "m", "prompt": "p"})
+    generation = await _api(handler).create(ROUTE, {"model": "m", "prompt": "p"})
     assert generation.id == "gen-1"
     assert generation.is_running
     (request,) = seen
@@ -63,7 +65,7 @@ def test_create_sends_bearer_key_and_body_to_the_route_path() -> None:
     assert json.loads(request.content) == {"model": "m", "prompt": "p"}
 
 
-def test_fetch_parses_both_schema_generations() -> None:
+async def test_fetch_parses_both_schema_generations() -> None:
     """Fetch reads the video URL, the error object and credits_used or the older tokens_used."""
     answers = iter(
         [
@@ -90,13 +92,13 @@ def test_fetch_parses_both_schema_generations() -> None:
         return httpx.Response(200, json=next(answers))
 
     api = _api(handler)
-    first = api.fetch(ROUTE, "g")
+    first = await api.fetch(ROUTE, "g")
     assert (first.video_url, first.credits_used, first.is_completed) == ("https://cdn/x.mp4", 12.5, True)
-    assert api.fetch(LEGACY, "g").credits_used == 7
-    failed = api.fetch(ROUTE, "g")
-    assert failed.is_error
+    assert (await api.fetch(LEGACY, "g")).credits_used == 7
+    failed = await api.fetch(ROUTE, "g")
+    assert failed.is_failed
     assert (failed.error_name, failed.error_message) == ("Moderation", "flagged")
-    assert api.fetch(ROUTE, "g").is_running, "statuses are case-insensitive; 'waiting' is running"
+    assert (await api.fetch(ROUTE, "g")).is_running, "statuses are case-insensitive; 'waiting' is running"
     assert paths[0] == "/v2/video/generations?generation_id=g"
     assert paths[1] == "/v2/generate/video/alibaba/generation?generation_id=g"
 
@@ -115,11 +117,11 @@ def test_fetch_parses_both_schema_generations() -> None:
         (504, ServerError, True),
     ],
 )
-def test_error_statuses_map_to_the_exception_tree(status: int, exc_type: type[ApiError], retryable: bool) -> None:
+async def test_error_statuses_map_to_the_exception_tree(status: int, exc_type: type[ApiError], retryable: bool) -> None:
     """Each error status becomes its exception, keeping the server's message and request id."""
     api = _api(lambda request: _error(status, "Body validation error! duration: Expected 5 | 10, received 7"))
     with pytest.raises(exc_type) as info:
-        api.create(ROUTE, {})
+        await api.create(ROUTE, {})
     exc = info.value
     assert f"HTTP {status}" in str(exc)
     assert "Expected 5 | 10, received 7" in str(exc)
@@ -128,11 +130,11 @@ def test_error_statuses_map_to_the_exception_tree(status: int, exc_type: type[Ap
     assert exc.retryable is retryable
 
 
-def test_retry_after_in_seconds_and_as_a_date() -> None:
+async def test_retry_after_in_seconds_and_as_a_date() -> None:
     """Retry-After is read as delta-seconds or as an HTTP date."""
     api = _api(lambda request: _error(429, "Too Many Requests", {"Retry-After": "7"}))
     with pytest.raises(RateLimited) as info:
-        api.fetch(ROUTE, "g")
+        await api.fetch(ROUTE, "g")
     assert info.value.retry_after == 7.0
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 28 <= (parse_retry_after(when) or 0) <= 31
@@ -140,15 +142,15 @@ def test_retry_after_in_seconds_and_as_a_date() -> None:
     assert parse_retry_after(None) is None
 
 
-def test_non_json_success_and_missing_fields_are_bad_responses() -> None:
+async def test_non_json_success_and_missing_fields_are_bad_responses() -> None:
     """A 200 that is not the contract is a BadResponse, not a crash."""
     with pytest.raises(BadResponse):
-        _api(lambda request: httpx.Response(200, text="<html>")).fetch(ROUTE, "g")
+        await _api(lambda request: httpx.Response(200, text="<html>")).fetch(ROUTE, "g")
     with pytest.raises(BadResponse, match="lacks 'id' or 'status'"):
-        _api(lambda request: httpx.Response(200, json={"status": "queued"})).create(ROUTE, {})
+        await _api(lambda request: httpx.Response(200, json={"status": "queued"})).create(ROUTE, {})
 
 
-def test_transport_errors_say_whether_the_request_may_have_been_sent() -> None:
+async def test_transport_errors_say_whether_the_request_may_have_been_sent() -> None:
     """Connect failures are 'not sent' (safe to resend a create); read failures are 'maybe sent'."""
 
     def refuse(request: httpx.Request) -> httpx.Response:
@@ -158,18 +160,18 @@ def test_transport_errors_say_whether_the_request_may_have_been_sent() -> None:
         raise httpx.ReadTimeout("slow", request=request)
 
     with pytest.raises(TransportError) as refused:
-        _api(refuse).create(ROUTE, {})
+        await _api(refuse).create(ROUTE, {})
     assert refused.value.sent is False
     with pytest.raises(TransportError) as dropped:
-        _api(drop).create(ROUTE, {})
+        await _api(drop).create(ROUTE, {})
     assert dropped.value.sent is True
 
 
-def test_the_key_never_appears_in_errors_or_reprs() -> None:
+async def test_the_key_never_appears_in_errors_or_reprs() -> None:
     """Exceptions, settings and auth objects never spell out the key."""
     api = _api(lambda request: _error(401, "This request requires a valid API key."))
     with pytest.raises(AuthError) as info:
-        api.create(ROUTE, {})
+        await api.create(ROUTE, {})
     settings = ApiSettings.from_env({"AIMLAPI_API_KEY": KEY})
     texts = [str(info.value), repr(info.value), repr(settings), str(settings.api_key), repr(api.__dict__)]
     assert not any(KEY in text for text in texts)
@@ -187,7 +189,7 @@ def test_settings_normalise_the_base_url() -> None:
         ApiSettings.from_env({})
 
 
-def test_download_sends_no_key_and_reports_status() -> None:
+async def test_download_sends_no_key_and_reports_status() -> None:
     """Downloads never carry the API key; an expired URL is a DownloadError with its status."""
     seen: list[httpx.Request] = []
 
@@ -197,11 +199,12 @@ def test_download_sends_no_key_and_reports_status() -> None:
             return httpx.Response(403, text="Request has expired")
         return httpx.Response(200, content=b"x" * 10)
 
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    with open_download(http, "https://cdn.test/ok.mp4") as (chunks, length):
-        assert b"".join(chunks) == b"x" * 10
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with open_download(http, "https://cdn.test/ok.mp4") as (chunks, length):
+        assert b"".join([chunk async for chunk in chunks]) == b"x" * 10
         assert length == 10
-    with pytest.raises(DownloadError) as info, open_download(http, "https://cdn.test/expired.mp4"):
-        pass
+    with pytest.raises(DownloadError) as info:
+        async with open_download(http, "https://cdn.test/expired.mp4"):
+            pass
     assert info.value.status == 403
     assert all("Authorization" not in request.headers for request in seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import uuid
@@ -13,9 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from i2v.blocking import Offload
 from i2v.errors import AuthError
 from i2v.jobs import submit
 from i2v.journal import Journal
+from i2v.limiter import AdmissionLimiter
 from i2v.media import probe
 from i2v.rows import read_rows
 from i2v.storage import LocalDestination
@@ -55,7 +58,8 @@ def _run(csv: Path, dest: str, **params: Any) -> dict[str, Any]:
     from flows.generate import generate_videos
 
     options = {"poll_interval_s": 0.2, "job_timeout_s": 60.0, "max_in_flight": 4, **params}
-    result: dict[str, Any] = generate_videos(csv=str(csv), dest=dest, **options)
+    call: Any = generate_videos(input=str(csv), dest=dest, **options)
+    result: dict[str, Any] = asyncio.run(call)
     return result
 
 
@@ -84,7 +88,7 @@ def test_mixed_run_to_s3_then_rerun_pays_only_for_failures(
     csv.write_text(MIXED)
     dest = f"s3://{bucket}/set"
 
-    summary = _run(csv, dest)
+    summary = _run(csv, dest, rows_per_shard=3)
     frame = _manifest(s3_client, bucket, "set")
     assert len(frame) == 8 == summary["total"]
     by_id = _by_id(frame)
@@ -105,7 +109,8 @@ def test_mixed_run_to_s3_then_rerun_pays_only_for_failures(
     assert by_id["lost"]["error_kind"] == "invalid_input"
     assert "field 'image_url'" in by_id["lost"]["error_message"]
     assert frame["row_index"].tolist() == list(range(8))
-    assert frame["flow_run_id"].nunique() == 1
+    assert frame["flow_run_id"].nunique() == 3, "one flow run per shard of three rows"
+    assert frame["run"].nunique() == 1
 
     for row_id, seconds in (("wide", 5), ("tall", 10), ("square", 5), ("plus", 5)):
         local = images / f"{row_id}.mp4"
@@ -117,7 +122,7 @@ def test_mixed_run_to_s3_then_rerun_pays_only_for_failures(
     assert probe(images / "tall.mp4").height > probe(images / "tall.mp4").width
     assert emu.stats()["creates"] == 5
 
-    second = _run(csv, dest)
+    second = _run(csv, dest, rows_per_shard=3)
     again = _by_id(_manifest(s3_client, bucket, "set"))
     assert second["total"] == 8
     assert [again[i]["error_kind"] for i in ("wide", "tall", "square", "plus")] == ["already_done"] * 4
@@ -152,18 +157,28 @@ def test_429_with_retry_after_is_honoured(emu: Emulator, images: Path, tmp_path:
     assert emu.stats()["responses"]["429"] == 1
 
 
-def test_5xx_while_polling_is_retried_by_prefect(
+def test_batch_left_unfinished_by_5xx_is_retried_by_prefect(
     emu: Emulator, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fetch 503s beyond the poll loop's tolerance fail the task run; Prefect retries it and the row completes."""
-    from tasks.generation import wait_for_generation
+    """Fetch 503s beyond what polling absorbs leave the row unfinished; Prefect retries its batch and it completes."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
-    monkeypatch.setattr(wait_for_generation, "retry_delay_seconds", [0.1, 0.1, 0.1])
+    from tasks.generation import generate_batch
+
+    monkeypatch.setattr(generate_batch, "retry_delay_seconds", [0.1, 0.1])
     emu.fault("fetch", 503, count=5)
     _run(_one_row(images), str(tmp_path / "out"))
     frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
     assert frame.loc[0, "status"] == "completed"
+    assert frame.loc[0, "submit_attempts"] == 0, "the retry re-attached to the job"
     assert emu.stats()["responses"]["503"] == 5
+    assert emu.created() == 1
+    run = str(frame.loc[0, "flow_run_id"])
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["generate-0.0"])))
+    mine = [t for t in task_runs if str(t.flow_run_id) == run]
+    assert [t.run_count for t in mine] == [2]
 
 
 def test_400_is_a_non_retryable_failure(emu: Emulator, images: Path, tmp_path: Path) -> None:
@@ -199,7 +214,9 @@ def test_crash_after_submit_reattaches_instead_of_paying_twice(emu: Emulator, im
     csv = _one_row(images)
     (row,) = read_rows(csv).rows
     dest = tmp_path / "out"
-    earlier = submit(emu.api(), row, Journal(LocalDestination(dest)))
+    offload = Offload(1)
+    earlier = asyncio.run(submit(emu.api(), row, Journal(LocalDestination(dest), offload), AdmissionLimiter(1)))
+    offload.close()
     _run(csv, str(dest))
     frame = pd.read_parquet(dest / "manifest.parquet")
     assert frame.loc[0, "status"] == "completed"
@@ -218,12 +235,16 @@ def test_artifacts_and_logs_never_hold_the_key(
     csv.write_text("image_url,prompt,duration\nwide.png,Sunrise over the bay,5\nwide.png,A forbidden gate,5\n")
     _run(csv, str(tmp_path / "out"))
     frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
-    flow_run_id = uuid.UUID(str(frame.loc[0, "flow_run_id"]))
+    shard_run_id = uuid.UUID(str(frame.loc[0, "flow_run_id"]))
     with get_client(sync_client=True) as client:
+        shard_run = client.read_flow_run(shard_run_id)
+        assert shard_run.parent_task_run_id is not None, "the shard is a subflow of the run"
+        parent_id = client.read_task_run(shard_run.parent_task_run_id).flow_run_id
+        assert parent_id is not None
+        parent_run = client.read_flow_run(parent_id)
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id]))
         )
-        flow_run = client.read_flow_run(flow_run_id)
     by_key = {a.key: a for a in artifacts}
     assert {"i2v-run-summary", "i2v-failed-rows", "i2v-manifest"} <= set(by_key)
     assert "| 2 | 1 | 0 | 1 |" in str(by_key["i2v-run-summary"].data)
@@ -231,10 +252,66 @@ def test_artifacts_and_logs_never_hold_the_key(
     everything = "\n".join(
         [
             *(json.dumps(a.data) for a in artifacts),
-            json.dumps(flow_run.parameters),
+            json.dumps(parent_run.parameters),
+            json.dumps(shard_run.parameters),
             (tmp_path / "out" / "manifest.csv").read_text(),
             *(p.read_text() for p in (tmp_path / "out").rglob("*.json")),
             *capfd.readouterr(),
         ]
     )
     assert emu.api_key not in everything
+
+
+def test_memory_is_bounded_by_shards_not_by_rows(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,500 rows in shards of 150: never more than two shards' rows or outcomes alive, few task runs per shard."""
+    import gc
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from i2v.outcomes import RowOutcome
+    from i2v.rows import Row
+    from tasks import resources
+
+    rows, shard_rows = 1500, 150
+    csv = images / "many.csv"
+    csv.write_text(
+        "image_url,prompt,duration,resolution\n"
+        + "".join(f"{('wide', 'tall')[i % 2]}.png,Frame {i} of the long take,5,480p\n" for i in range(rows))
+    )
+    peaks = {"rows": 0, "outcomes": 0, "held": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            live = gc.get_objects()
+            peaks["rows"] = max(peaks["rows"], sum(isinstance(o, Row) for o in live))
+            peaks["outcomes"] = max(peaks["outcomes"], sum(isinstance(o, RowOutcome) for o in live))
+            del live
+            for held in list(resources._engines.values()):
+                peaks["held"] = max(peaks["held"], held.engine.progress.peak_rows_held)
+
+    with emulator(generation_seconds=0.05, generation_jitter=0.0, max_concurrent=64, short_side=16, fps=1) as fast:
+        monkeypatch.setenv("AIMLAPI_BASE_URL", fast.base_url)
+        monkeypatch.setenv("AIMLAPI_API_KEY", fast.api_key)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            summary = _run(
+                csv, str(tmp_path / "out"), rows_per_shard=shard_rows, max_in_flight=48, poll_interval_s=0.05
+            )
+        finally:
+            done.set()
+            sampler.join()
+    assert summary["completed"] == rows
+    frame = pd.read_parquet(tmp_path / "out" / "manifest.parquet", columns=["row_index", "flow_run_id"])
+    assert frame["row_index"].tolist() == list(range(rows))
+    assert 0 < peaks["held"] <= 2 * shard_rows
+    assert 0 < peaks["rows"] <= 2 * shard_rows + 48, f"{peaks['rows']} rows alive at once"
+    assert peaks["outcomes"] <= 2 * shard_rows + 48, f"{peaks['outcomes']} outcomes alive at once"
+    shard_runs = [uuid.UUID(str(run)) for run in frame["flow_run_id"].unique()]
+    assert len(shard_runs) == rows // shard_rows
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=shard_runs[:1])))
+    assert len(task_runs) <= 20, "a shard is a handful of task runs, not one per row"

@@ -57,34 +57,38 @@ def test_backoff_grows_caps_and_honours_retry_after() -> None:
     assert 30 <= backoff.delay(1, limited, rng=rng) <= 30.25
 
 
-def test_call_with_retries_counts_attempts_and_stops_on_permanent_errors() -> None:
+@pytest.mark.anyio
+async def test_call_with_retries_counts_attempts_and_stops_on_permanent_errors() -> None:
     """Retryable failures are retried up to the limit; others raise at once with the attempt count."""
     outcomes: list[Exception | str] = [ServerError("x", status=503), RateLimited("y", retry_after=0), "ok"]
     slept: list[float] = []
 
-    def flaky() -> str:
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def flaky() -> str:
         item = outcomes.pop(0)
         if isinstance(item, Exception):
             raise item
         return item
 
-    value, attempts = call_with_retries(
-        flaky, retry_if=is_safe_to_resubmit, backoff=Backoff(initial_s=0.01), sleep=slept.append
+    value, attempts = await call_with_retries(
+        flaky, retry_if=is_safe_to_resubmit, backoff=Backoff(initial_s=0.01), sleep=sleep
     )
     assert (value, attempts, len(slept)) == ("ok", 3, 2)
 
-    def rejected() -> str:
+    async def rejected() -> str:
         raise RequestRejected("bad", status=400)
 
     with pytest.raises(RequestRejected) as info:
-        call_with_retries(rejected, retry_if=is_safe_to_resubmit, backoff=Backoff(), sleep=slept.append)
+        await call_with_retries(rejected, retry_if=is_safe_to_resubmit, backoff=Backoff(), sleep=sleep)
     assert info.value.attempts == 1  # type: ignore[attr-defined]
 
-    def always_busy() -> str:
+    async def always_busy() -> str:
         raise RateLimited("busy", retry_after=0)
 
     with pytest.raises(RateLimited) as busy:
-        call_with_retries(
-            always_busy, retry_if=is_transient, backoff=Backoff(attempts=3, initial_s=0), sleep=slept.append
+        await call_with_retries(
+            always_busy, retry_if=is_transient, backoff=Backoff(attempts=3, initial_s=0), sleep=sleep
         )
     assert busy.value.attempts == 3  # type: ignore[attr-defined]

@@ -115,12 +115,12 @@ def test_row_key_is_stable_and_tracks_the_work(folder: Path) -> None:
     assert len({first, other_prompt, other_duration, other_pixels}) == 4
 
 
-def test_duplicates_point_at_the_first_row(folder: Path) -> None:
-    """Identical work is done once; later copies point at the first row."""
+def test_identical_work_shares_a_key(folder: Path) -> None:
+    """Rows asking for the same work carry the same key (the engine then does it once)."""
     path = _csv(folder, "image_url,prompt\na.png,Same\nb.png,Other\na.png,Same\n")
-    result = read_rows(path)
-    assert result.duplicates == {2: 0}
-    assert len(result.rows) == 3
+    first, other, again = read_rows(path).rows
+    assert first.key == again.key != other.key
+    assert (first.index, again.index) == (0, 2)
 
 
 def test_reused_id_for_different_work_is_invalid(folder: Path) -> None:

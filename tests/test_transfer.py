@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,37 +12,58 @@ import httpx
 import pytest
 from PIL import Image
 
+from i2v.blocking import Offload
 from i2v.errors import DownloadError, InvalidVideo
-from i2v.jobs import Finished, submit, wait_for_video
-from i2v.journal import Journal, Submission
+from i2v.jobs import job_class, submit, wait_for_video
+from i2v.journal import Journal
+from i2v.limiter import AdmissionLimiter
 from i2v.media import probe
-from i2v.retry import Backoff
+from i2v.pacing import PollPacer
 from i2v.rows import read_rows
 from i2v.storage import LocalDestination, S3Destination
 from i2v.transfer import store_video
 from tests.emulated import Emulator, emulator
 
+pytestmark = pytest.mark.anyio
+
+
+async def _generate(emu: Emulator, folder: Path, csv_text: str) -> str:
+    """Run one row on the emulator and return its video URL."""
+    (folder / "rows.csv").write_text(csv_text)
+    (row,) = read_rows(folder / "rows.csv").rows
+    api = emu.api()
+    offload = Offload(2)
+    try:
+        journal = Journal(LocalDestination(folder / "journal"), offload)
+        submission = await submit(api, row, journal, AdmissionLimiter(1))
+        finished = await wait_for_video(api, submission, PollPacer(0.1), job=job_class(row), deadline=time.time() + 30)
+        return finished.video_url
+    finally:
+        offload.close()
+
 
 @pytest.fixture(scope="module")
-def finished_video(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, Finished]]:
-    """One generation completed on an emulator that stays up for this module."""
+def video_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One 10-second portrait video, completed on an emulator that stays up for this module."""
     folder = tmp_path_factory.mktemp("video")
     Image.new("RGB", (96, 54), (200, 120, 40)).save(folder / "img.png")
-    (folder / "rows.csv").write_text(
-        "image_url,prompt,duration,resolution,aspect_ratio\nimg.png,Dunes shift,10,480p,9:16\n"
-    )
-    (row,) = read_rows(folder / "rows.csv").rows
+    text = "image_url,prompt,duration,resolution,aspect_ratio\nimg.png,Dunes shift,10,480p,9:16\n"
     with emulator() as emu:
-        api = emu.api()
-        submission = submit(api, row, Journal(LocalDestination(folder / "dest")), backoff=Backoff(initial_s=0.05))
-        yield emu, wait_for_video(api, submission, deadline=time.time() + 30, interval_s=0.1)
+        yield asyncio.run(_generate(emu, folder, text))
 
 
-def test_store_to_local_folder(finished_video: tuple[Emulator, Finished], tmp_path: Path) -> None:
-    """The video lands under videos/<id>.mp4 with a thumbnail, decodes, and has the requested duration and shape."""
-    _emu, finished = finished_video
+@pytest.fixture
+def offload() -> Iterator[Offload]:
+    pool = Offload(2)
+    yield pool
+    pool.close()
+
+
+async def test_store_to_local_folder(video_url: str, tmp_path: Path, offload: Offload) -> None:
+    """The video lands under videos/<name>.mp4 with a thumbnail, decodes, and has the requested duration and shape."""
     dest = LocalDestination(tmp_path)
-    stored = store_video(httpx.Client(), finished, dest, row_id="dunes")
+    async with httpx.AsyncClient() as http:
+        stored = await store_video(http, video_url, dest, name="dunes", offload=offload)
     assert stored.video_uri == str(tmp_path / "videos" / "dunes.mp4")
     info = probe(Path(stored.video_uri))
     assert info.codec == "h264"
@@ -52,58 +74,55 @@ def test_store_to_local_folder(finished_video: tuple[Emulator, Finished], tmp_pa
     assert [p.name for p in (tmp_path / "videos").iterdir()] == ["dunes.mp4"], "no partial files left"
 
 
-def test_store_to_s3(finished_video: tuple[Emulator, Finished], s3_client: Any, bucket: str, tmp_path: Path) -> None:
+async def test_store_to_s3(video_url: str, s3_client: Any, bucket: str, tmp_path: Path, offload: Offload) -> None:
     """The same video streams into S3 and decodes after download with the requested duration."""
-    _, finished = finished_video
     dest = S3Destination(s3_client, bucket, "set")
-    stored = store_video(httpx.Client(), finished, dest, row_id="dunes")
+    async with httpx.AsyncClient() as http:
+        stored = await store_video(http, video_url, dest, name="dunes", offload=offload)
     assert stored.video_uri == f"s3://{bucket}/set/videos/dunes.mp4"
     local = tmp_path / "back.mp4"
     local.write_bytes(s3_client.get_object(Bucket=bucket, Key="set/videos/dunes.mp4")["Body"].read())
     assert probe(local).duration_s == pytest.approx(10, abs=0.01)
     assert len(local.read_bytes()) == stored.video_bytes
+    assert dest.size("videos/dunes.mp4") == stored.video_bytes
     sizes = dest.list_sizes("thumbs/")
     assert list(sizes) == ["thumbs/dunes.jpg"]
     assert sizes["thumbs/dunes.jpg"] > 0
 
 
-def test_undecodable_bytes_are_never_stored(s3_client: Any, bucket: str, tmp_path: Path) -> None:
+async def test_undecodable_bytes_are_never_stored(
+    s3_client: Any, bucket: str, tmp_path: Path, offload: Offload
+) -> None:
     """An HTML page served as the video fails decoding; neither destination keeps anything."""
     page = b"<html>not a video</html>" * 100
-    http = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=page)))
-    finished = Finished(
-        Submission("k", "alibaba/wan2.5-i2v-preview", "universal", "g", 0.0, 1), "https://cdn.test/v.mp4", 1.0, 1, None
-    )
-    for dest in (LocalDestination(tmp_path), S3Destination(s3_client, bucket, "")):
-        with pytest.raises(InvalidVideo):
-            store_video(http, finished, dest, row_id="bad")
-        assert dest.list_sizes("") == {}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=page))
+    async with httpx.AsyncClient(transport=transport) as http:
+        for dest in (LocalDestination(tmp_path), S3Destination(s3_client, bucket, "")):
+            with pytest.raises(InvalidVideo):
+                await store_video(http, "https://cdn.test/v.mp4", dest, name="bad", offload=offload)
+            assert dest.list_sizes("") == {}
 
 
-def test_truncated_download_is_never_stored(finished_video: tuple[Emulator, Finished], tmp_path: Path) -> None:
+async def test_truncated_download_is_never_stored(video_url: str, tmp_path: Path, offload: Offload) -> None:
     """A body shorter than its Content-Length is a download error, not a video."""
-    _, finished = finished_video
-    real = httpx.get(finished.video_url).content
+    real = httpx.get(video_url).content
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=real[: len(real) // 2], headers={"Content-Length": str(len(real))})
 
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    with pytest.raises(DownloadError):
-        store_video(http, finished, LocalDestination(tmp_path), row_id="cut")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(DownloadError):
+            await store_video(http, video_url, LocalDestination(tmp_path), name="cut", offload=offload)
     assert not (tmp_path / "videos" / "cut.mp4").exists()
 
 
-def test_expired_url_is_a_download_error(tmp_path: Path) -> None:
+async def test_expired_url_is_a_download_error(tmp_path: Path, offload: Offload) -> None:
     """Once the emulator's URL expires the download answers 403 and the row cannot be stored."""
     Image.new("RGB", (64, 64), (0, 0, 0)).save(tmp_path / "img.png")
-    (tmp_path / "rows.csv").write_text("image_url,prompt,duration\nimg.png,Night,5\n")
-    (row,) = read_rows(tmp_path / "rows.csv").rows
     with emulator(url_ttl_seconds=0.2) as emu:
-        api = emu.api()
-        submission = submit(api, row, Journal(LocalDestination(tmp_path / "j")), backoff=Backoff(initial_s=0.05))
-        finished = wait_for_video(api, submission, deadline=time.time() + 30, interval_s=0.1)
-        time.sleep(0.5)
-        with pytest.raises(DownloadError) as info:
-            store_video(httpx.Client(), finished, LocalDestination(tmp_path / "out"), row_id="late")
+        url = await _generate(emu, tmp_path, "image_url,prompt,duration\nimg.png,Night,5\n")
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(DownloadError) as info:
+                await store_video(http, url, LocalDestination(tmp_path / "out"), name="late", offload=offload)
     assert info.value.status == 403

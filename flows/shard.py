@@ -1,0 +1,54 @@
+"""One shard of a run: read its rows, generate them in batches, write its part of the manifest.
+
+A shard is the unit Prefect tracks and the seam where a run spreads over workers: the
+same flow runs here as a subflow of :func:`flows.generate.generate_videos`, or as its own
+flow run on another worker, given only plain data (the run's spec and its shard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefect import State, flow, runtime
+
+from i2v import outcomes
+from i2v.inputs import InputPlan, Shard
+from i2v.outcomes import Origin, RowOutcome
+from i2v.run import RunSpec, batches
+from tasks import resources
+from tasks.generation import generate_batch, salvage_batch
+from tasks.inputs import read_shard_rows
+from tasks.outputs import write_shard_part
+
+
+@flow(name="generate-shard", flow_run_name="{run.name}-shard-{shard.index}", validate_parameters=False)
+async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> dict[str, Any]:
+    """Generate the videos of one shard's rows; returns its counts by status."""
+    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    origin = Origin(run.name, flow_run_id)
+    async with resources.engine(run) as engine:
+        rows = await read_shard_rows(run, input_plan, shard)
+        engine.progress.hold(rows.total)
+        results: list[RowOutcome] = []
+        for bad in rows.invalid:
+            outcome = outcomes.invalid(bad, origin)
+            engine.progress.add(outcome)
+            results.append(outcome)
+        groups = batches(rows.rows, run.batch_size(len(rows.rows)))
+        labels = [f"{shard.index}.{number}" for number in range(len(groups))]
+        calls: list[Any] = [
+            generate_batch(run, group, label, return_state=True) for group, label in zip(groups, labels, strict=True)
+        ]
+        states: list[State[list[RowOutcome]]] = await asyncio.gather(*calls)
+        for group, label, state in zip(groups, labels, states, strict=True):
+            if state.is_completed():
+                results += await state.aresult()
+            else:
+                results += await salvage_batch(run, group, label, f"{state.name}: {state.message}")
+        await write_shard_part(run, shard.index, results)
+        engine.progress.let_go(rows.total)
+    counts: dict[str, Any] = {"shard": shard.index, "rows": len(results)}
+    for outcome in results:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts

@@ -1,0 +1,135 @@
+"""When to poll a job: near its expected finish, learned from the run's finished jobs.
+
+Polling on a fixed beat wastes requests early and reacts late: a slot whose job has
+finished stays idle until the next poll notices. :class:`PollPacer` keeps, per *job
+class* (model, duration, resolution), a window of how long recent jobs took, and polls
+each job on a *ladder*: the first rung just before the shortest tenth of recent jobs
+finished, then one rung per further tenth. Where most jobs finish, rungs are close
+together; a class whose jobs all take the same time gets one rung, just before that
+time. A job still running past the top rung (slower than any recent one) is polled at a
+short interval with jitter, each wait a little longer than the last, up to the run's
+poll interval.
+
+Until a class has finished jobs to learn from, its jobs are polled every
+``poll_interval_s``.
+
+How long a job took is only known within the gap between two polls: the last one that
+saw it running and the one that saw it done. The midpoint of that gap is the estimate.
+A job already done at its first poll says only that the first poll was late: its
+estimate is put a quarter earlier, so that when jobs get faster the ladder walks back
+to the real finish within a few dozen jobs instead of staying late. One such job moves
+nothing: the first rung is a quantile, and moves only when a tenth of the window agrees.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+#: Jobs remembered per class; old ones fall out, so a provider that slows down is followed.
+WINDOW = 64
+#: Rungs of the ladder: one per this share of recent jobs.
+RUNG_SHARE = 0.1
+#: Polls past the ladder start at this share of the typical duration (before clamping)...
+FOLLOW_UP_SHARE = 0.015
+#: ...and each waits this much longer than the one before.
+FOLLOW_UP_GROWTH = 1.3
+#: Follow-ups vary by up to this share either way, so jobs started together spread out.
+JITTER = 0.1
+#: A job done at its first poll finished at most then; its estimate is put this much earlier.
+EARLY_SHARE = 0.75
+
+
+@dataclass
+class _ClassTiming:
+    estimates: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    #: Poll times, in seconds after submission, ascending.
+    ladder: list[float] = field(default_factory=list)
+    follow_up_s: float = 0.0
+
+
+@dataclass
+class JobPolls:
+    """What one job's polls have seen so far; kept by the caller and passed back in."""
+
+    job_class: Hashable
+    #: Seconds since submission of the last poll that saw the job running.
+    last_running_s: float | None = None
+    #: Polls made past the top of the ladder.
+    beyond: int = 0
+
+
+class PollPacer:
+    """Schedules polls for every job of a run and learns from the ones that finish."""
+
+    def __init__(
+        self,
+        poll_interval_s: float,
+        *,
+        min_interval_s: float = 0.05,
+        rng: random.Random | None = None,
+    ) -> None:
+        if poll_interval_s <= 0:
+            raise ValueError(f"poll_interval_s must be positive, got {poll_interval_s}")
+        self.poll_interval_s = poll_interval_s
+        self.min_interval_s = min(min_interval_s, poll_interval_s)
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._classes: dict[Hashable, _ClassTiming] = {}
+
+    def start(self, job_class: Hashable) -> JobPolls:
+        """A new job of ``job_class``: its poll record."""
+        return JobPolls(job_class)
+
+    def delay(self, job: JobPolls, elapsed_s: float) -> float:
+        """Seconds to wait before the job's next poll, ``elapsed_s`` after its submission."""
+        timing = self._classes.get(job.job_class)
+        if timing is None:
+            return self.poll_interval_s
+        rung = bisect.bisect_right(timing.ladder, elapsed_s + self.min_interval_s / 2)
+        if rung < len(timing.ladder):
+            return timing.ladder[rung] - elapsed_s
+        wait = timing.follow_up_s * FOLLOW_UP_GROWTH ** max(0, job.beyond - 1)
+        wait *= 1 + JITTER * (2 * self._rng.random() - 1)
+        return min(self.poll_interval_s, max(self.min_interval_s, wait))
+
+    def polled(self, job: JobPolls, elapsed_s: float, *, running: bool) -> None:
+        """Note a poll's answer: still running (or queued), or not."""
+        timing = self._classes.get(job.job_class)
+        if timing is not None and timing.ladder and elapsed_s >= timing.ladder[-1]:
+            job.beyond += 1
+        if running:
+            job.last_running_s = elapsed_s
+
+    def finished(self, job: JobPolls, elapsed_s: float) -> None:
+        """The job was seen finished ``elapsed_s`` after submission: learn from it."""
+        timing = self._classes.setdefault(job.job_class, _ClassTiming())
+        seen_running = job.last_running_s
+        estimate = (seen_running + elapsed_s) / 2 if seen_running is not None else elapsed_s * EARLY_SHARE
+        timing.estimates.append(estimate)
+        self._rebuild(timing)
+
+    def expected(self, job_class: Hashable) -> float | None:
+        """The median duration learned for ``job_class``, if any."""
+        timing = self._classes.get(job_class)
+        if timing is None:
+            return None
+        ordered = sorted(timing.estimates)
+        return ordered[len(ordered) // 2]
+
+    def _rebuild(self, timing: _ClassTiming) -> None:
+        ordered = sorted(timing.estimates)
+        typical = ordered[len(ordered) // 2]
+        timing.follow_up_s = min(self.poll_interval_s, max(self.min_interval_s, FOLLOW_UP_SHARE * typical))
+        rungs = max(1, round(1 / RUNG_SHARE))
+        ladder: list[float] = []
+        for k in range(1, rungs + 1):
+            at = ordered[min(len(ordered) - 1, max(0, round(k * RUNG_SHARE * len(ordered)) - 1))]
+            if k == 1:
+                # Just before the first finishes: it is then seen running, and a rung later done.
+                at = max(0.0, at - self.min_interval_s / 2)
+            if not ladder or at - ladder[-1] >= self.min_interval_s:
+                ladder.append(at)
+        timing.ladder = ladder

@@ -1,0 +1,74 @@
+"""What a run is: its settings, as plain data that can travel to another worker.
+
+A :class:`RunSpec` is everything a shard needs to do its part of a run, here or in a
+child flow run on another machine. It holds no secret: the API key and clients come
+from each process's own environment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from i2v.errors import ConfigError
+from i2v.models import DEFAULT_MODEL, RouteName
+
+#: Rows per shard unless asked otherwise: a shard's rows and outcomes are held in memory
+#: while it runs, and it is the unit a Prefect flow run tracks.
+DEFAULT_ROWS_PER_SHARD = 1000
+#: Shards of one run in progress at once in a process; two keep the provider busy across
+#: a shard's tail while bounding memory to two shards.
+SHARDS_AT_ONCE = 2
+#: Task runs each shard's rows are split into (each costs Prefect ~30 ms of CPU).
+TASKS_PER_SHARD = 16
+DEFAULT_MAX_IN_FLIGHT = 16
+
+_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run's settings: what to read, where to write, how to treat the provider."""
+
+    name: str
+    input: str
+    dest: str
+    model: str = DEFAULT_MODEL
+    api_path: RouteName | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    poll_interval_s: float = 10.0
+    job_timeout_s: float = 900.0
+    rows_per_task: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        if self.poll_interval_s <= 0:
+            raise ConfigError(f"poll_interval_s must be positive, got {self.poll_interval_s}")
+        if self.job_timeout_s <= 0:
+            raise ConfigError(f"job_timeout_s must be positive, got {self.job_timeout_s}")
+        if self.rows_per_task is not None and self.rows_per_task < 1:
+            raise ConfigError(f"rows_per_task must be at least 1, got {self.rows_per_task}")
+
+    def batch_size(self, shard_rows: int) -> int:
+        """Rows per task run for a shard: one for small shards, so few task runs for large ones."""
+        if self.rows_per_task is not None:
+            return self.rows_per_task
+        return max(1, math.ceil(shard_rows / TASKS_PER_SHARD))
+
+
+def run_name(label: str | None, *, now: float | None = None) -> str:
+    """A run's folder name under ``runs/``: a UTC timestamp and a label, safe as a key."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    tail = _NAME.sub("-", label or "local").strip("-.") or "local"
+    return f"{stamp}-{tail[:60]}"
+
+
+def batches(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` cut into consecutive lists of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,192 @@
+"""The engine against the emulator over real HTTP: admission, pacing, retries, re-attach, duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from i2v.api import VideoApi, make_http_client
+from i2v.blocking import Offload
+from i2v.engine import Engine, EngineOptions, RowsUnfinished
+from i2v.journal import Journal, Submission
+from i2v.limiter import AdmissionLimiter
+from i2v.pacing import PollPacer
+from i2v.rows import Row, read_rows
+from i2v.settings import Secret
+from i2v.storage import LocalDestination
+from tests.emulated import Emulator, emulator
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    for name, color in (("a", (200, 80, 20)), ("b", (20, 80, 200))):
+        Image.new("RGB", (48, 27), color).save(tmp_path / f"{name}.png")
+    return tmp_path
+
+
+def _rows(folder: Path, count: int, *, prompt: str = "Scene {i} of the harbour at dawn") -> list[Row]:
+    csv = folder / f"rows-{count}.csv"
+    lines = [f"{'ab'[i % 2]}.png,{prompt.format(i=i)},5,480p" for i in range(count)]
+    csv.write_text("image_url,prompt,duration,resolution\n" + "\n".join(lines) + "\n")
+    return read_rows(csv).rows
+
+
+@asynccontextmanager
+async def _engine(emu: Emulator, dest: Path, *, max_in_flight: int = 8, run: str = "run-1") -> AsyncIterator[Engine]:
+    http = make_http_client(emu.settings())
+    engine = Engine(
+        api=VideoApi(http, Secret(emu.api_key)),
+        downloads=http,
+        dest=LocalDestination(dest),
+        limiter=AdmissionLimiter(max_in_flight),
+        pacer=PollPacer(0.1),
+        offload=Offload(4),
+        options=EngineOptions(run=run, job_timeout_s=60),
+    )
+    try:
+        yield engine
+    finally:
+        await engine.aclose()
+
+
+@pytest.fixture
+def busy() -> Iterator[Emulator]:
+    """A provider with four slots that answers 429 to a fifth job."""
+    with emulator(max_concurrent=4, max_pending=4, generation_seconds=0.3, generation_jitter=0.3) as emu:
+        yield emu
+
+
+async def test_429_pressure_never_fails_a_row(busy: Emulator, images: Path, tmp_path: Path) -> None:
+    """Told 16 in flight against a provider of 4, 40 rows all complete, never more than 4 jobs at once, few 429s."""
+    rows = _rows(images, 40)
+    async with _engine(busy, tmp_path / "out", max_in_flight=16) as engine:
+        outcomes = await engine.run_batch(rows)
+        limiter = engine.limiter.stats()
+    assert [o.status for o in outcomes] == ["completed"] * 40
+    stats = busy.stats()
+    assert stats["max_generating_seen"] <= 4
+    assert busy.created() == 40, "every row paid once"
+    rejected = stats["responses"].get("429", 0)
+    assert rejected == limiter.rejections
+    assert rejected <= 16, f"{rejected} 429s for 40 rows"
+    assert stats["creates"] == 40 + rejected
+    assert limiter.target <= 8
+
+
+async def test_batch_retry_redoes_only_unfinished_rows_and_pays_for_none_twice(images: Path, tmp_path: Path) -> None:
+    """Rows whose download failed transiently are left unrecorded; the retry re-attaches to their jobs only."""
+    rows = _rows(images, 6)
+    with emulator() as emu:
+        emu.fault("download", 503, count=2)
+        async with _engine(emu, tmp_path / "out") as engine:
+            with pytest.raises(RowsUnfinished) as info:
+                await engine.run_batch(rows, final=False)
+            unfinished = {o.row_index for o in info.value.outcomes}
+            assert len(unfinished) == 2
+            assert {o.error_kind for o in info.value.outcomes} == {"download"}
+            served_before = emu.stats()["downloads_served"]
+            again = await engine.run_batch(rows, final=False)
+        stats = emu.stats()
+    assert [o.status for o in again] == ["completed"] * 6
+    assert emu_created_once(stats, 6)
+    assert served_before == 4
+    assert stats["downloads_served"] == 6, "only the two unfinished rows were downloaded again"
+    redone = {o.row_index for o in again if o.generation_id and o.submit_attempts == 0}
+    assert redone == unfinished, "the unfinished rows re-attached to their jobs"
+
+
+def emu_created_once(stats: dict[str, object], rows: int) -> bool:
+    """Every job the emulator made was made once per row."""
+    jobs = stats["jobs"]
+    assert isinstance(jobs, dict)
+    return sum(jobs.values()) == rows == stats["creates"]
+
+
+async def test_same_work_in_different_batches_is_generated_once(images: Path, tmp_path: Path) -> None:
+    """Rows asking for identical work share one job, whichever batch they are in, and say whose result they share."""
+    rows = _rows(images, 3, prompt="The same scene")
+    assert len({row.key for row in rows[::2]}) == 1
+    with emulator() as emu:
+        async with _engine(emu, tmp_path / "out") as engine:
+            first, second = await asyncio.gather(engine.run_batch(rows[:2]), engine.run_batch(rows[2:]))
+        assert emu.created() == 2
+    outcomes = first + second
+    assert [o.status for o in outcomes] == ["completed", "completed", "skipped"]
+    assert outcomes[2].error_kind == "duplicate"
+    assert outcomes[2].video_uri == outcomes[0].video_uri
+
+
+async def test_rerun_reattaches_to_live_jobs_and_skips_stored_videos(images: Path, tmp_path: Path) -> None:
+    """A second run finds the first run's records and journal: no new job, no new download."""
+    rows = _rows(images, 4)
+    dest = tmp_path / "out"
+    with emulator(generation_seconds=1.0) as emu:
+        offload = Offload(2)
+        journal = Journal(LocalDestination(dest), offload)
+        # An earlier run started the first row's job, then died before polling it.
+        async with _engine(emu, dest, run="run-0") as earlier:
+            from i2v.jobs import submit
+
+            started = await submit(earlier.api, rows[0], journal, earlier.limiter, run="run-0")
+            earlier.limiter.release(accepted=True)
+        async with _engine(emu, dest, run="run-1") as engine:
+            first = await engine.run_batch(rows)
+        async with _engine(emu, dest, run="run-2") as engine:
+            second = await engine.run_batch(rows)
+        offload.close()
+        stats = emu.stats()
+    assert first[0].generation_id == started.generation_id
+    assert first[0].submit_attempts == 0, "re-attached, not created"
+    assert [o.status for o in first] == ["completed"] * 4
+    assert [o.error_kind for o in second] == ["already_done"] * 4
+    assert stats["creates"] == 4
+    assert stats["downloads_served"] == 4
+
+
+async def test_a_create_that_may_have_made_a_job_is_never_sent_again(images: Path, tmp_path: Path) -> None:
+    """A journal intent without an id (a crash mid-create) makes the row submit_unknown, with no create."""
+    (row,) = _rows(images, 1)
+    dest = tmp_path / "out"
+    with emulator() as emu:
+        offload = Offload(1)
+        await Journal(LocalDestination(dest), offload).sending(
+            row.key, model=row.model, route=row.route, at=0.0, run="crashed"
+        )
+        offload.close()
+        async with _engine(emu, dest) as engine:
+            (outcome,) = await engine.run_batch([row])
+        assert emu.stats()["creates"] == 0
+    assert (outcome.status, outcome.error_kind, outcome.retryable) == ("failed", "submit_unknown", False)
+    assert "crashed" in (outcome.error_message or "")
+
+
+async def test_a_bad_key_stops_admission_and_every_row_still_gets_an_outcome(images: Path, tmp_path: Path) -> None:
+    """The first 401 stops the run: rows not yet sent fail as not submitted, none is created."""
+    rows = _rows(images, 10)
+    with emulator() as emu:
+        emu.api_key = "wrong-key"
+        async with _engine(emu, tmp_path / "out", max_in_flight=1) as engine:
+            outcomes = await engine.run_batch(rows)
+            assert engine.fatal is not None
+        stats = emu.stats()
+    assert {o.error_kind for o in outcomes} == {"auth"}
+    assert sum("not submitted" in (o.error_message or "") for o in outcomes) >= 8
+    assert stats["creates"] <= 2
+    assert sum(stats["jobs"].values()) == 0
+
+
+def test_submission_entries_round_trip() -> None:
+    """A journal entry names its job only once the create has answered."""
+    from i2v.journal import Entry
+
+    sending = Entry("sending", "k", "m", "universal", 1.0, "r")
+    assert sending.submission() is None
+    done = Entry("submitted", "k", "m", "universal", 1.0, "r", "gen-1", 2)
+    assert done.submission() == Submission("k", "m", "universal", "gen-1", 1.0, 2, "r")

@@ -1,0 +1,99 @@
+"""The poll schedule: fixed until learned, then a ladder near each job's expected finish."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from i2v.pacing import PollPacer
+
+
+def _run_job(pacer: PollPacer, seconds: float, job_class: str = "c") -> tuple[int, float]:
+    """Poll a simulated job that finishes ``seconds`` after submission; returns (polls, detection delay)."""
+    job = pacer.start(job_class)
+    elapsed = 0.0
+    polls = 0
+    while True:
+        elapsed += pacer.delay(job, elapsed)
+        polls += 1
+        if elapsed >= seconds:
+            pacer.finished(job, elapsed)
+            return polls, elapsed - seconds
+        pacer.polled(job, elapsed, running=True)
+
+
+def test_unlearned_classes_are_polled_at_the_poll_interval() -> None:
+    """Before any job of its class has finished, a job is polled every poll_interval."""
+    pacer = PollPacer(0.5)
+    job = pacer.start("c")
+    assert pacer.delay(job, 0.0) == 0.5
+    assert pacer.delay(job, 7.3) == 0.5
+    assert pacer.expected("c") is None
+
+
+def test_jobs_of_one_length_are_caught_within_a_step_in_two_or_three_polls() -> None:
+    """With every job taking 3 s, learnt jobs are polled just before and just after 3 s."""
+    pacer = PollPacer(1 / 3)
+    polls, _ = _run_job(pacer, 3.0)
+    assert polls == 9, "every 1/3 s until learnt: 9 x 1/3 s reaches 3 s"
+    later = [_run_job(pacer, 3.0) for _ in range(500)][100:]
+    assert max(polls for polls, _ in later) <= 3
+    assert sum(polls for polls, _ in later) / len(later) <= 2.5
+    assert max(delay for _, delay in later) <= pacer.min_interval_s + 1e-9
+    assert pacer.expected("c") == pytest.approx(3.0, abs=0.05)
+
+
+def test_spread_out_jobs_are_caught_soon_with_a_bounded_number_of_polls() -> None:
+    """Jobs of 3 s ± 30 % are seen done about a tenth of the spread after they finish, in about ten polls at most."""
+    rng = random.Random(7)
+    pacer = PollPacer(1 / 3, rng=random.Random(1))
+    results = [_run_job(pacer, 3.0 * (1 + 0.3 * (2 * rng.random() - 1))) for _ in range(600)][100:]
+    delays = [delay for _, delay in results]
+    assert sum(delays) / len(delays) < 0.15
+    assert max(polls for polls, _ in results) <= 13
+    assert sum(polls for polls, _ in results) / len(results) <= 7
+
+
+def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
+    """When the provider speeds up from 10 s to 4 s jobs, the first poll moves earlier within a few dozen jobs."""
+    pacer = PollPacer(2.0)
+    for _ in range(64):
+        _run_job(pacer, 10.0)
+    walk = [_run_job(pacer, 4.0) for _ in range(60)]
+    assert walk[0][1] > 5, "the first fast job is seen late"
+    assert all(delay < 0.2 for _, delay in walk[-20:])
+
+
+def test_jobs_slower_than_any_seen_get_growing_follow_ups_capped_at_the_interval() -> None:
+    """Past the ladder's top, waits grow and never exceed poll_interval."""
+    pacer = PollPacer(1.0, rng=random.Random(3))
+    for _ in range(20):
+        _run_job(pacer, 3.0)
+    job = pacer.start("c")
+    elapsed = 0.0
+    waits = []
+    for _ in range(40):
+        wait = pacer.delay(job, elapsed)
+        waits.append(wait)
+        elapsed += wait
+        pacer.polled(job, elapsed, running=True)
+    follow_ups = waits[2:]
+    assert follow_ups[5] > follow_ups[0]
+    assert max(waits[1:]) <= 1.0
+    assert waits[-1] == pytest.approx(1.0)
+
+
+def test_classes_learn_separately() -> None:
+    """A 10-second class does not inherit the schedule of a 5-second one."""
+    pacer = PollPacer(1.0)
+    for _ in range(30):
+        _run_job(pacer, 5.0, job_class="short")
+    assert pacer.expected("short") == pytest.approx(5.0, abs=0.6)
+    assert pacer.delay(pacer.start("long"), 0.0) == 1.0
+
+
+def test_poll_interval_must_be_positive() -> None:
+    """A zero interval would poll in a busy loop."""
+    with pytest.raises(ValueError, match="positive"):
+        PollPacer(0)
