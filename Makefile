@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit bench clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -26,6 +26,20 @@ typecheck: .venv/.synced
 
 unit: .venv/.synced
 	$(RUN) pytest
+
+# Benchmarks (figures, not pass/fail; see bench/README.md). Full size takes a long time:
+# `make bench BENCH_ARGS=--quick` is a smoke run. MAKESPAN_ARGS / SCALE_ARGS go to one script
+# each (e.g. MAKESPAN_ARGS="--scenario S3", SCALE_ARGS="--rows 20000"); PIPELINE_ARGS go to
+# `i2v run` (e.g. PIPELINE_ARGS="--rows-per-shard 500"). JSON figures land in out/bench/.
+BENCH_ARGS ?=
+MAKESPAN_ARGS ?=
+SCALE_ARGS ?=
+PIPELINE_ARGS ?=
+BENCH_PASS = $(if $(strip $(PIPELINE_ARGS)),-- $(PIPELINE_ARGS))
+
+bench: .venv/.synced
+	$(RUN) python -m bench.makespan --out out/bench/makespan.json $(BENCH_ARGS) $(MAKESPAN_ARGS) $(BENCH_PASS)
+	$(RUN) python -m bench.scale --out out/bench/scale.json $(BENCH_ARGS) $(SCALE_ARGS) $(BENCH_PASS)
 
 $(UV):
 	python3 -m venv $(TOOLS)

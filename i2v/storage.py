@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from i2v.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 #: S3's minimum part size is 5 MiB; 8 MiB keeps memory per upload small and parts few.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
+#: Parts of one upload on their way at once, beyond the one being filled.
+PARTS_IN_FLIGHT = 3
+#: Threads uploading parts, shared by every upload to one destination.
+UPLOAD_THREADS = 6
 
 _PERMANENT_S3_CODES = frozenset(
     {
@@ -220,6 +227,15 @@ class S3Destination(Destination):
     def __post_init__(self) -> None:
         self.prefix = self.prefix.strip("/")
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def upload_pool(self) -> ThreadPoolExecutor:
+        """The threads this destination's part uploads share (boto3 clients are thread-safe)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="i2v-s3-parts")
+            return self._pool
 
     def open_writer(self, key: str, content_type: str) -> ObjectWriter:
         return _MultipartWriter(self, self._key(key), content_type)
@@ -273,7 +289,12 @@ class S3Destination(Destination):
 
 
 class _MultipartWriter:
-    """Streams parts as they fill; memory stays under one part."""
+    """Streams parts as they fill, several uploading at once, as s3transfer does.
+
+    Memory stays under ``PARTS_IN_FLIGHT + 1`` parts: a full part is handed to the
+    destination's upload pool, and a write waits for the oldest part once that many are
+    on their way.
+    """
 
     local_path: Path | None = None
 
@@ -283,14 +304,15 @@ class _MultipartWriter:
         self.content_type = content_type
         self.buffer = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.parts: list[CompletedPartTypeDef] = []
+        self._pending: list[Future[CompletedPartTypeDef]] = []
 
     def write(self, chunk: bytes) -> None:
         self.buffer += chunk
         while len(self.buffer) >= self.dest.part_size:
             part = bytes(self.buffer[: self.dest.part_size])
             del self.buffer[: self.dest.part_size]
-            self._upload_part(part)
+            self._send_part(part)
 
     def commit(self) -> None:
         client, bucket = self.dest.client, self.dest.bucket
@@ -298,13 +320,14 @@ class _MultipartWriter:
             if self.upload_id is None:
                 client.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type)
             else:
-                if self.buffer or not self.parts:
-                    self._upload_part(bytes(self.buffer))
+                if self.buffer or not (self.parts or self._pending):
+                    self._send_part(bytes(self.buffer))
+                self._settle(0)
                 client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=self.key,
                     UploadId=self.upload_id,
-                    MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+                    MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])},
                 )
         except StorageError:
             raise
@@ -314,6 +337,10 @@ class _MultipartWriter:
 
     def abort(self) -> None:
         self.buffer.clear()
+        for pending in self._pending:
+            pending.cancel()
+        wait(self._pending)
+        self._pending.clear()
         if self.upload_id is not None:
             # Best effort: the write already failed, and an unfinished upload is invisible;
             # a bucket lifecycle rule reaps whatever is left.
@@ -321,19 +348,30 @@ class _MultipartWriter:
                 self.dest.client.abort_multipart_upload(Bucket=self.dest.bucket, Key=self.key, UploadId=self.upload_id)
             self.upload_id = None
 
-    def _upload_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytes) -> None:
+        client, bucket = self.dest.client, self.dest.bucket
+        if self.upload_id is None:
+            try:
+                started = client.create_multipart_upload(Bucket=bucket, Key=self.key, ContentType=self.content_type)
+            except Exception as exc:
+                raise _storage_error(f"cannot start an upload to s3://{bucket}/{self.key}", exc) from exc
+            self.upload_id = started["UploadId"]
+        number = len(self.parts) + len(self._pending) + 1
+        self._pending.append(self.dest.upload_pool().submit(self._upload_part, self.upload_id, number, data))
+        self._settle(PARTS_IN_FLIGHT)
+
+    def _settle(self, keep: int) -> None:
+        """Wait for the oldest parts until at most ``keep`` are still on their way."""
+        while len(self._pending) > keep:
+            self.parts.append(self._pending.pop(0).result())
+
+    def _upload_part(self, upload_id: str, number: int, data: bytes) -> CompletedPartTypeDef:
         client, bucket = self.dest.client, self.dest.bucket
         try:
-            if self.upload_id is None:
-                started = client.create_multipart_upload(Bucket=bucket, Key=self.key, ContentType=self.content_type)
-                self.upload_id = started["UploadId"]
-            number = len(self.parts) + 1
-            answer = client.upload_part(
-                Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
-            )
-            self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            answer = client.upload_part(Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data)
         except Exception as exc:
-            raise _storage_error(f"cannot upload part of s3://{bucket}/{self.key}", exc) from exc
+            raise _storage_error(f"cannot upload part {number} of s3://{bucket}/{self.key}", exc) from exc
+        return {"PartNumber": number, "ETag": answer["ETag"]}
 
 
 def _s3_code(exc: BaseException) -> str | None:

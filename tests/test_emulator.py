@@ -41,6 +41,8 @@ from tests.vendor import shared_dir
 WAN25 = "alibaba/wan2.5-i2v-preview"
 WAN22 = "alibaba/wan2.2-i2v-plus"
 RETRYABLE = (429, 500, 502, 503)
+#: Every status that ends a job.
+TERMINAL = ("completed", "error", "failed", "cancelled", "expired")
 
 
 def _body(**fields: Any) -> dict[str, Any]:
@@ -98,7 +100,7 @@ class Emu:
             assert answer.status_code == 200, answer.text
             data: dict[str, Any] = answer.json()
             seen.append(data["status"])
-            if data["status"] in ("completed", "error"):
+            if data["status"] in TERMINAL:
                 return data, seen
             time.sleep(0.03)
         raise AssertionError(f"job {generation_id} unfinished after 20 s; saw {seen[-3:]}")
@@ -645,8 +647,21 @@ def test_stats_count_requests_jobs_and_answers(emu: Emu) -> None:
 
     stats = emu.stats()
     assert (stats["creates"], stats["fetches"], stats["downloads"]) == (3, len(seen), 1)
-    assert stats["jobs"] == {"queued": 0, "generating": 0, "completed": 1, "error": 0}
+    assert stats["jobs"] == {
+        "queued": 0,
+        "generating": 0,
+        "completed": 1,
+        "error": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert stats["responses"] == {"200": len(seen) + 1, "201": 1, "400": 1, "401": 1}
+    # Nothing injected: every fault kind is listed, at zero.
+    assert set(stats["faults"]) >= {"status", "timeout", "reset", "slow", "truncate", "terminal_status"}
+    assert set(stats["faults"].values()) == {0}
+    assert stats["faults_scripted"] == stats["faults"]
+    assert (stats["lost_responses"], stats["client_hangups"]) == (0, 0)
     assert stats["first_create_at"] <= stats["last_download_at"] <= time.time()
     assert stats["credits_used"] == done["meta"]["usage"]["credits_used"]
     assert stats["bytes_served"] > 0

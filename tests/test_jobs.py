@@ -170,7 +170,7 @@ async def test_wait_returns_the_video_and_absorbs_a_failed_poll(
         api, submission, PollPacer(0.1), job=job_class(row), deadline=time.time() + 30, backoff=QUICK
     )
     assert finished.video_url.startswith(emu.base_url)
-    assert finished.polls >= 3
+    assert finished.polls >= 2, "the failed poll and the one that saw the video"
     assert finished.credits_used
     assert emu.stats()["responses"]["503"] == 1
 

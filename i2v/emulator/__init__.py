@@ -6,7 +6,10 @@ cap, rate limits, transient errors, failed jobs, expiring download URLs) and ans
 with real H.264 MP4s made from the input image. It exists for dry runs, demos and
 tests on machines without internet, and it is never kinder than the real service:
 every failure a client must survive can be switched on, at random (deterministic under
-a seed) or scripted one request at a time.
+a seed) or scripted one request at a time. That includes what no status code says:
+the other words the vendor uses for a job's state, answers held past a client's
+timeout, connections reset mid-body and downloads cut short under their full
+``Content-Length``, all over real sockets.
 
 ::
 

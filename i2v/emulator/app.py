@@ -11,13 +11,19 @@ Emulator endpoints (no key; the file URL is its own credential)::
 
     GET  /_emulator/files/<token>.mp4   the finished videos, until their URL expires
     GET  /_emulator/stats               counters, for tests and benchmarks
-    POST /_emulator/faults              queue scripted faults (a JSON list)
+    POST /_emulator/faults              queue scripted faults (a JSON list, see ``Fault``)
 
 Every API request passes the same gates first, in this order: the key (401), the
-request rate (429), the next scripted fault, a seeded random 429 or 5xx. A create then
-has its body validated (400), its price checked against the balance (403) and the
-pending jobs against ``max_pending`` (429); only then is the job made and billed, after
-which a lost-response fault can still turn the answer into an error.
+request rate (429), the scripted fault due for it (see :mod:`i2v.emulator.faults`), a
+seeded random 429 or 5xx. A create then has its body validated (400), its price checked
+against the balance (403) and the pending jobs against ``max_pending`` (429); only then
+is the job made and billed, after which an ``after_create`` fault or a lost-response
+draw can still break the answer.
+
+Whatever the answer, it may then go wrong on the way out (:mod:`i2v.emulator.mishaps`):
+held back (slow), cut mid-body by a reset, or, for a download, closed early under its
+full ``Content-Length``. A request that meets a scripted fault gets no random mishap, so
+a script says exactly what happens to the requests it names.
 
 A create is answered 201: the vendor's gateway is a NestJS application, whose default
 for POST is 201 whatever its OpenAPI files say, and a client must accept any 2xx anyway.
@@ -34,7 +40,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,7 +54,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from i2v.emulator import chance
-from i2v.emulator.config import EmulatorConfig, Fault, FaultTarget
+from i2v.emulator.config import TIMEOUT_SECONDS, EmulatorConfig, Fault, FaultTarget
+from i2v.emulator.connections import Connections, Cut
 from i2v.emulator.error_bodies import (
     BODY_INVALID,
     OUT_OF_CREDITS,
@@ -58,11 +65,13 @@ from i2v.emulator.error_bodies import (
     api_error,
     storage_error,
 )
-from i2v.emulator.faults import FaultQueue
+from i2v.emulator.faults import FaultQueue, QueuedFault
 from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler
 from i2v.emulator.limits import TokenBucket
+from i2v.emulator.mishaps import CutAnswer, Mishap, Unsent, hold
 from i2v.emulator.pricing import price
 from i2v.emulator.stats import Stats
+from i2v.emulator.statuses import TERMINAL_FAILURES, TERMINAL_WORDS, reported_status
 from i2v.emulator.validation import Issue, check_create, summary
 from i2v.models import LEGACY_PATH, UNIVERSAL_PATH
 from i2v.models import Route as ModelRoute
@@ -116,8 +125,12 @@ class Emulator:
         if terms:
             words = "|".join(map(re.escape, terms))
             self._blocked = re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
+        self.connections = Connections()
+        # The fast path of a calm emulator (benchmarks poll it thousands of times a second).
+        self._mishaps = any((config.slow_response_rate, config.connection_reset_rate, config.truncated_download_rate))
         self._creates_seen: Counter[str] = Counter()
         self._polls: Counter[str] = Counter()
+        self._downloads: Counter[str] = Counter()
         self._scheduler: Scheduler | None = None
 
     @property
@@ -162,9 +175,19 @@ class Emulator:
     async def create(self, request: Request) -> Response:
         path = request.url.path
         self.stats.note_create()
-        refused = self._gate(request, "create")
+        refused = self._admit(request)
         if refused is not None:
             return refused
+        met = self.faults.meet("create")
+        mishap: Mishap | None = None
+        if met is not None and not met.fault.after_create:
+            struck = await self._strike(request, met, lambda fault: _fault_answer(fault, path))
+            if isinstance(struck, Response):
+                return struck
+            if struck.cut is not None:
+                # Cut before the service saw the request: the gateway's error is what breaks.
+                return await self._deliver(request, api_error(502, None, path), struck)
+            mishap = struck
 
         raw = await request.body()
         try:
@@ -177,47 +200,63 @@ class Emulator:
         subject = f"{path}\x00{subject_body}"
         attempt = f"{subject}#{self._creates_seen[subject]}"
         self._creates_seen[subject] += 1
+        if met is None:
+            mishap = self._random_mishap("create", attempt)
         injected = self._injected("create", attempt, path)
         if injected is not None:
-            return injected
+            return await self._deliver(request, injected, mishap)
 
         if body is _NOT_JSON:
             issue = Issue((), "object", "invalid JSON", "Expected object, received invalid JSON")
-            return _invalid_body([issue], path)
+            return await self._deliver(request, _invalid_body([issue], path), mishap)
         checked = check_create(path, body)
         if checked.route is None or checked.issues:
-            return _invalid_body(checked.issues, path)
+            return await self._deliver(request, _invalid_body(checked.issues, path), mishap)
 
         job = self._new_job(checked.route, checked.values, attempt)
         if self.credits_left is not None and job.credits > self.credits_left:
-            return api_error(403, OUT_OF_CREDITS, path)
+            return await self._deliver(request, api_error(403, OUT_OF_CREDITS, path), mishap)
         limit = self.config.max_pending
         if limit is not None and self.scheduler.pending() >= limit:
             wait = max(1.0, self.scheduler.seconds_until_free())
-            return api_error(429, TOO_MANY_JOBS.format(limit=limit), path, retry_after=wait)
+            refusal = api_error(429, TOO_MANY_JOBS.format(limit=limit), path, retry_after=wait)
+            return await self._deliver(request, refusal, mishap)
 
         self.stats.credits_used += job.credits
         if self.credits_left is not None:
             self.credits_left -= job.credits
         self.scheduler.submit(job)
 
-        fault = self.faults.peek("create")
-        if fault is not None and fault.after_create:
-            self.faults.take("create")
+        if met is not None and met.fault.after_create:
+            fault = self.faults.use(met)
+            self.stats.note_fault(fault.kind, scripted=True)
             self.stats.lost_responses += 1
-            return _fault_answer(fault, path)
+            if fault.kind == "reset":
+                return CutAnswer(self._created(job), "reset", self.connections)
+            error = _fault_answer(fault, path)
+            if fault.kind == "timeout":
+                return await self._deliver(request, error, Mishap(delay=fault.seconds or TIMEOUT_SECONDS))
+            return error
         lost_rate = self.config.lost_response_rate
         if chance.happens(self.config.seed, "create.lost_response", attempt, lost_rate):
+            self.stats.note_fault("lost_response")
             self.stats.lost_responses += 1
-            return api_error(502, None, path)
-        return JSONResponse({"id": job.id, "status": "queued"}, status_code=201)
+            return await self._deliver(request, api_error(502, None, path), mishap)
+        return await self._deliver(request, self._created(job), mishap, job_made=True)
 
     async def fetch(self, request: Request) -> Response:
         path = request.url.path
         self.stats.fetches += 1
-        refused = self._gate(request, "fetch")
+        refused = self._admit(request)
         if refused is not None:
             return refused
+        met = self.faults.meet("fetch")
+        mishap: Mishap | None = None
+        if met is not None:
+            struck = await self._strike(request, met, lambda fault: _fault_answer(fault, path))
+            if isinstance(struck, Response):
+                return struck
+            mishap = struck
 
         generation_id = request.query_params.get("generation_id", "").strip()
         if not generation_id:
@@ -227,42 +266,70 @@ class Emulator:
                 "undefined",
                 "Required. Expected string, received undefined",
             )
-            return api_error(
+            refusal = api_error(
                 400,
                 f"{QUERY_INVALID} {summary([issue])}",
                 path,
                 extra={"errors": [issue.to_json()]},
             )
+            return await self._deliver(request, refusal, mishap)
         poll = self._polls[generation_id]
         self._polls[generation_id] += 1
-        injected = self._injected("fetch", f"{generation_id}#{poll}", path)
+        subject = f"{generation_id}#{poll}"
+        if met is None:
+            mishap = self._random_mishap("fetch", subject)
+        injected = self._injected("fetch", subject, path)
         if injected is not None:
-            return injected
+            return await self._deliver(request, injected, mishap)
 
         self.scheduler.advance()
         job = self.scheduler.find(generation_id)
         if job is None:
-            return api_error(404, f"Generation with id '{generation_id}' was not found", path)
-        answer = _describe(job, legacy=path == LEGACY_PATH, base_url=str(request.base_url))
-        return JSONResponse(answer)
+            missing = api_error(404, f"Generation with id '{generation_id}' was not found", path)
+            return await self._deliver(request, missing, mishap)
+        answer = _describe(
+            job,
+            status=self._word(job, job.status, str(poll)),
+            legacy=path == LEGACY_PATH,
+            base_url=str(request.base_url),
+        )
+        return await self._deliver(request, JSONResponse(answer), mishap)
 
     # --- emulator endpoints -------------------------------------------------------------
 
     async def download(self, request: Request) -> Response:
         self.stats.downloads += 1
-        fault = self.faults.take("download")
-        if fault is not None:
-            return storage_error(fault.status, retry_after=fault.retry_after)
+        met = self.faults.meet("download")
+        mishap: Mishap | None = None
+        if met is not None:
+            struck = await self._strike(
+                request,
+                met,
+                lambda fault: storage_error(fault.answer_status, retry_after=fault.retry_after),
+            )
+            if isinstance(struck, Response):
+                return struck
+            mishap = struck
         name: str = request.path_params["name"]
         job = self.scheduler.by_token(name.removesuffix(".mp4"))
         if job is None:
-            return storage_error(404)
+            return await self._deliver(request, storage_error(404), mishap)
+        attempt = self._downloads[job.id]
+        self._downloads[job.id] += 1
+        if met is None:
+            mishap = self._random_mishap("download", f"{job.id}#{attempt}")
         if self.scheduler.expired(job):
-            return storage_error(403, message="Request has expired")
+            return await self._deliver(request, storage_error(403, message="Request has expired"), mishap)
         if job.file is None:
-            return storage_error(404)
-        self.stats.note_download(job.file.stat().st_size)
-        return FileResponse(job.file, media_type="video/mp4")
+            return await self._deliver(request, storage_error(404), mishap)
+        # Stat now, not when sending: the file may be gone after a long hold, and a
+        # given stat spares the response a trip to a worker thread.
+        stat = job.file.stat()
+        answer = FileResponse(job.file, media_type="video/mp4", stat_result=stat)
+        delivered = await self._deliver(request, answer, mishap)
+        if delivered is answer:
+            self.stats.note_download(stat.st_size)
+        return delivered
 
     async def stats_endpoint(self, request: Request) -> Response:
         scheduler = self.scheduler
@@ -289,8 +356,8 @@ class Emulator:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _gate(self, request: Request, target: FaultTarget) -> Response | None:
-        """The checks every API request passes first: key, rate, scripted faults."""
+    def _admit(self, request: Request) -> Response | None:
+        """The checks every API request passes first: the key, then the request rate."""
         path = request.url.path
         if not self._authorized(request):
             return api_error(401, None, path)
@@ -298,11 +365,85 @@ class Emulator:
             wait = self._bucket.take(time.monotonic())
             if wait > 0:
                 return api_error(429, TOO_MANY_REQUESTS, path, retry_after=wait)
-        fault = self.faults.peek(target)
-        if fault is not None and not fault.after_create:
-            self.faults.take(target)
-            return _fault_answer(fault, path)
         return None
+
+    async def _strike(
+        self,
+        request: Request,
+        queued: QueuedFault,
+        refusal: Callable[[Fault], Response],
+    ) -> Response | Mishap:
+        """Spend a scripted fault met at the gate.
+
+        Returns the answer that replaces the real one (``status``, ``timeout``), or the
+        mishap that awaits the real one (``slow``, ``reset``, ``truncate``).
+        """
+        fault = self.faults.use(queued)
+        self.stats.note_fault(fault.kind, scripted=True)
+        if fault.kind == "status":
+            return refusal(fault)
+        if fault.kind == "timeout":
+            held = Mishap(delay=fault.seconds or TIMEOUT_SECONDS)
+            return await self._deliver(request, refusal(fault), held)
+        if fault.kind == "slow":
+            return Mishap(delay=fault.seconds or self.config.slow_response_seconds)
+        return Mishap(cut="close" if fault.kind == "truncate" else "reset")
+
+    def _random_mishap(self, what: FaultTarget, subject: str) -> Mishap | None:
+        """What the seed does to this answer on its way out, if anything."""
+        if not self._mishaps:
+            return None
+        config = self.config
+        seed = config.seed
+        delay = 0.0
+        cut: Cut | None = None
+        if chance.happens(seed, f"{what}.slow", subject, config.slow_response_rate):
+            delay = config.slow_response_seconds
+            self.stats.note_fault("slow")
+        if chance.happens(seed, f"{what}.reset", subject, config.connection_reset_rate):
+            cut = "reset"
+            self.stats.note_fault("reset")
+        elif what == "download" and chance.happens(seed, "download.truncate", subject, config.truncated_download_rate):
+            cut = "close"
+            self.stats.note_fault("truncate")
+        if delay or cut is not None:
+            return Mishap(delay=delay, cut=cut)
+        return None
+
+    async def _deliver(
+        self,
+        request: Request,
+        answer: Response,
+        mishap: Mishap | None,
+        *,
+        job_made: bool = False,
+    ) -> Response:
+        """``answer`` as ``mishap`` leaves it; ``job_made``: it carries a new job's id."""
+        if mishap is None:
+            return answer
+        if mishap.delay > 0 and not await hold(request.receive, mishap.delay):
+            self.stats.client_hangups += 1
+            if job_made:
+                self.stats.lost_responses += 1
+            return Unsent()
+        if mishap.cut is not None:
+            if job_made:
+                self.stats.lost_responses += 1
+            return CutAnswer(answer, mishap.cut, self.connections)
+        return answer
+
+    def _created(self, job: Job) -> Response:
+        """The answer to the create that made ``job``."""
+        return JSONResponse({"id": job.id, "status": self._word(job, "queued", "create")}, status_code=201)
+
+    def _word(self, job: Job, status: str, answer: str) -> str:
+        """The status word of one answer about ``job`` (``answer`` names which one)."""
+        if not self.config.status_variants:
+            return status
+        word = reported_status(status, self.config.seed, f"{job.id}#{answer}")
+        if word != status:
+            self.stats.note_fault("status_variant")
+        return word
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -314,8 +455,10 @@ class Emulator:
         """A random 429 or 5xx, decided by the seed and ``subject`` alone."""
         seed = self.config.seed
         if chance.happens(seed, f"{what}.rate_limit", subject, self.config.rate_limit_rate):
+            self.stats.note_fault("rate_limit")
             return api_error(429, TOO_MANY_REQUESTS, path, retry_after=1)
         if chance.happens(seed, f"{what}.server_error", subject, self.config.server_error_rate):
+            self.stats.note_fault("server_error")
             status = chance.pick(seed, f"{what}.server_error.status", subject, (500, 502, 503))
             return api_error(status, None, path)
         return None
@@ -334,6 +477,11 @@ class Emulator:
             doomed = _MODERATION
         elif chance.happens(config.seed, "job.error", attempt, config.job_error_rate):
             doomed = _INJECTED_JOB_ERROR
+            self.stats.note_fault("job_error")
+        elif chance.happens(config.seed, "job.terminal_status", attempt, config.terminal_status_rate):
+            word = chance.pick(config.seed, "job.terminal_status.word", attempt, TERMINAL_WORDS)
+            doomed = TERMINAL_FAILURES[word]
+            self.stats.note_fault("terminal_status")
         return Job(
             id=chance.derived_uuid(config.seed, "generation_id", attempt),
             model=values["model"],
@@ -356,8 +504,11 @@ def _default(route: ModelRoute, name: str) -> Any:
     return None if param is None else param.default
 
 
-def _describe(job: Job, *, legacy: bool, base_url: str) -> dict[str, Any]:
-    """The fetch answer; the legacy path still speaks the older schema."""
+def _describe(job: Job, *, status: str, legacy: bool, base_url: str) -> dict[str, Any]:
+    """The fetch answer, ``status`` the word it uses for the job's state.
+
+    The legacy path still speaks the older schema.
+    """
     video: dict[str, Any] | None = None
     if job.status == "completed" and job.token is not None:
         video = {"url": f"{base_url.rstrip('/')}{FILES_PREFIX}{job.token}.mp4"}
@@ -366,7 +517,7 @@ def _describe(job: Job, *, legacy: bool, base_url: str) -> dict[str, Any]:
     error = {"name": job.failure.name, "message": job.failure.message} if job.failure else None
     usage_key = "tokens_used" if legacy else "credits_used"
     meta = {"usage": {usage_key: job.credits}} if job.is_terminal else None
-    answer: dict[str, Any] = {"id": job.id, "status": job.status, "video": video, "error": error}
+    answer: dict[str, Any] = {"id": job.id, "status": status, "video": video, "error": error}
     if legacy:
         answer["duration"] = job.spec.seconds if video is not None else None
     answer["meta"] = meta
@@ -383,8 +534,9 @@ def _invalid_body(issues: list[Issue], path: str) -> Response:
 
 
 def _fault_answer(fault: Fault, path: str) -> Response:
-    message = OUT_OF_CREDITS if fault.status == 403 else None
-    return api_error(fault.status, message, path, retry_after=fault.retry_after)
+    status = fault.answer_status
+    message = OUT_OF_CREDITS if status == 403 else None
+    return api_error(status, message, path, retry_after=fault.retry_after)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

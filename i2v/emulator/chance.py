@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def canonical(data: Any) -> str:
@@ -34,7 +37,7 @@ def happens(seed: int, what: str, subject: str, rate: float) -> bool:
     return rate > 0 and uniform(seed, what, subject) < rate
 
 
-def pick(seed: int, what: str, subject: str, options: tuple[int, ...]) -> int:
+def pick(seed: int, what: str, subject: str, options: Sequence[T]) -> T:
     """One of ``options``, fixed by the other arguments."""
     return options[int(uniform(seed, what, subject) * len(options))]
 

@@ -67,9 +67,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument_group("injected failures (deterministic under --seed)").add_argument
     add("--requests-per-second", type=float, metavar="R", help="rate limit over API requests")
     add("--job-error-rate", type=float, metavar="P", help="share of jobs that end in 'error'")
+    add(
+        "--terminal-status-rate",
+        type=float,
+        metavar="P",
+        help="share of jobs that end in 'failed', 'cancelled' or 'expired'",
+    )
+    add(
+        "--status-variants",
+        action="store_true",
+        help="report running jobs as waiting/active/processing too, not only queued/generating",
+    )
     add("--rate-limit-rate", type=float, metavar="P", help="share of requests answered 429")
     add("--server-error-rate", type=float, metavar="P", help="share answered 500/502/503")
     add("--lost-response-rate", type=float, metavar="P", help="creates billed, then answered 502")
+    add(
+        "--slow-response-rate",
+        type=float,
+        metavar="P",
+        help="share of API answers and downloads held back --slow-response-seconds",
+    )
+    add(
+        "--slow-response-seconds",
+        type=float,
+        metavar="S",
+        help="how long a slow answer is held (default: %(default)s)",
+    )
+    add(
+        "--connection-reset-rate",
+        type=float,
+        metavar="P",
+        help="share of API answers and downloads cut mid-body by a connection reset",
+    )
+    add(
+        "--truncated-download-rate",
+        type=float,
+        metavar="P",
+        help="share of downloads closed halfway under their full Content-Length",
+    )
     add("--seed", type=int, metavar="N", help="seed of all random draws (default: %(default)s)")
 
     add = parser.add_argument_group("videos").add_argument
@@ -88,12 +123,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         max_concurrent=defaults.max_concurrent,
         url_ttl=defaults.url_ttl_seconds,
         job_error_rate=defaults.job_error_rate,
+        terminal_status_rate=defaults.terminal_status_rate,
         rate_limit_rate=defaults.rate_limit_rate,
         server_error_rate=defaults.server_error_rate,
         lost_response_rate=defaults.lost_response_rate,
+        slow_response_rate=defaults.slow_response_rate,
+        slow_response_seconds=defaults.slow_response_seconds,
+        connection_reset_rate=defaults.connection_reset_rate,
+        truncated_download_rate=defaults.truncated_download_rate,
         seed=defaults.seed,
         short_side=defaults.short_side,
         fps=defaults.fps,
+    )
+
+
+def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
+    """The configuration the parsed options ask for; ``ValueError`` if they make no sense."""
+    return EmulatorConfig(
+        api_key=api_key,
+        generation_seconds=args.generation_seconds,
+        generation_jitter=args.generation_jitter,
+        max_concurrent=args.max_concurrent,
+        max_pending=args.max_pending,
+        requests_per_second=args.requests_per_second,
+        job_error_rate=args.job_error_rate,
+        terminal_status_rate=args.terminal_status_rate,
+        status_variants=args.status_variants,
+        rate_limit_rate=args.rate_limit_rate,
+        server_error_rate=args.server_error_rate,
+        lost_response_rate=args.lost_response_rate,
+        slow_response_rate=args.slow_response_rate,
+        slow_response_seconds=args.slow_response_seconds,
+        connection_reset_rate=args.connection_reset_rate,
+        truncated_download_rate=args.truncated_download_rate,
+        blocked_terms=tuple(args.blocked_terms) if args.blocked_terms else ("forbidden",),
+        credits=args.credits,
+        url_ttl_seconds=args.url_ttl,
+        short_side=args.short_side,
+        fps=args.fps,
+        seed=args.seed,
+        work_dir=args.work_dir,
     )
 
 
@@ -106,25 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print("i2v emulator: no API key: pass --api-key or set AIMLAPI_API_KEY", file=sys.stderr)
         return 2
     try:
-        config = EmulatorConfig(
-            api_key=key,
-            generation_seconds=args.generation_seconds,
-            generation_jitter=args.generation_jitter,
-            max_concurrent=args.max_concurrent,
-            max_pending=args.max_pending,
-            requests_per_second=args.requests_per_second,
-            job_error_rate=args.job_error_rate,
-            rate_limit_rate=args.rate_limit_rate,
-            server_error_rate=args.server_error_rate,
-            lost_response_rate=args.lost_response_rate,
-            blocked_terms=tuple(args.blocked_terms) if args.blocked_terms else ("forbidden",),
-            credits=args.credits,
-            url_ttl_seconds=args.url_ttl,
-            short_side=args.short_side,
-            fps=args.fps,
-            seed=args.seed,
-            work_dir=args.work_dir,
-        )
+        config = config_from_args(args, key)
     except ValueError as exc:
         print(f"i2v emulator: {exc}", file=sys.stderr)
         return 2

@@ -2,73 +2,155 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 FaultTarget = Literal["create", "fetch", "download"]
 FAULT_TARGETS: tuple[FaultTarget, ...] = get_args(FaultTarget)
+FaultKind = Literal["status", "timeout", "reset", "slow", "truncate"]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+
+#: What a ``timeout`` fault answers if the client is still there when the hold ends.
+TIMEOUT_STATUS = 504
+#: How long a ``timeout`` fault holds its answer unless told: past any sensible client
+#: timeout. The hold ends as soon as the client hangs up, so a long one costs nothing.
+TIMEOUT_SECONDS = 120.0
+
+_FAULT_FIELDS = frozenset({"on", "kind", "status", "retry_after", "count", "nth", "after_create", "seconds"})
+#: Kinds that answer an error status of their own.
+_ANSWERING_KINDS = ("status", "timeout")
+#: Kinds that can strike a create after its job is made.
+_AFTER_CREATE_KINDS = ("status", "timeout", "reset")
 
 
 @dataclass(frozen=True)
 class Fault:
-    """A scripted failure: the next ``count`` requests of kind ``on`` answer ``status``.
+    """A scripted failure of requests to ``on`` (``create``, ``fetch`` or ``download``).
 
-    ``after_create`` (creates only) first creates and bills the job, then answers the
-    error: the response is lost but the work is not, which is what makes a blind retry
-    of a create pay twice.
+    It strikes ``count`` requests in a row, starting with the ``nth`` request to ``on``
+    counted from when it was queued (``nth=3`` lets two through first). Creates and
+    fetches are counted once they pass the key and request-rate checks. One fault
+    strikes a request at most: when two fall due on the same one, the one queued first
+    strikes and the other waits for the next request.
+
+    ``kind`` says what happens:
+
+    * ``status``: the answer is the error ``status`` (with ``Retry-After`` when
+      ``retry_after`` is set).
+    * ``timeout``: the answer is held ``seconds`` (default :data:`TIMEOUT_SECONDS`, long
+      enough for a client to give up), then, to a client still waiting, the error
+      ``status`` (default 504). The hold ends early if the client hangs up.
+    * ``reset``: the status line, headers and half the body are sent, then the
+      connection is reset (TCP RST). A fetch or download has its real answer cut; a
+      create is cut in a 502 from the gateway, its job never made.
+    * ``slow``: the request is handled at once, its real answer held ``seconds``
+      (default: the configuration's ``slow_response_seconds``).
+    * ``truncate`` (downloads only): the real answer declares its full
+      ``Content-Length``, sends half of it, then closes the connection cleanly (FIN), so
+      only a client that checks the length notices.
+
+    ``after_create`` (creates; kinds ``status``, ``timeout`` and ``reset``) lets the
+    create make and bill its job first, and only then breaks the answer: the response
+    is lost but the work is not, which is what makes a blind retry of a create pay
+    twice. Such a fault waits for a create that makes a job (one refused in validation
+    passes it by).
     """
 
     on: FaultTarget
-    status: int
+    status: int | None = None
     retry_after: float | None = None
     count: int = 1
     after_create: bool = False
+    kind: FaultKind = "status"
+    nth: int = 1
+    seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.on not in FAULT_TARGETS:
             targets = ", ".join(FAULT_TARGETS)
             raise ValueError(f"fault 'on' must be one of {targets}, got {self.on!r}")
-        if not 400 <= self.status <= 599:
-            raise ValueError(f"fault status must be an error status (400-599), got {self.status}")
+        if self.kind not in FAULT_KINDS:
+            kinds = ", ".join(FAULT_KINDS)
+            raise ValueError(f"fault kind must be one of {kinds}, got {self.kind!r}")
+        if self.kind == "status" and self.status is None:
+            raise ValueError("a fault of kind 'status' needs a status")
+        if self.status is not None:
+            if self.kind not in _ANSWERING_KINDS:
+                raise ValueError(f"a fault of kind {self.kind!r} takes no status")
+            if not 400 <= self.status <= 599:
+                raise ValueError(f"fault status must be an error status (400-599), got {self.status}")
+        if self.retry_after is not None:
+            if self.kind not in _ANSWERING_KINDS:
+                raise ValueError(f"a fault of kind {self.kind!r} takes no retry_after")
+            if not 0 <= self.retry_after < math.inf:
+                raise ValueError(f"fault retry_after must be a finite number >= 0, got {self.retry_after}")
         if self.count < 1:
             raise ValueError(f"fault count must be at least 1, got {self.count}")
-        if self.retry_after is not None and self.retry_after < 0:
-            raise ValueError(f"fault retry_after must not be negative, got {self.retry_after}")
-        if self.after_create and self.on != "create":
-            raise ValueError("after_create only applies to faults on 'create'")
+        if self.nth < 1:
+            raise ValueError(f"fault nth must be at least 1, got {self.nth}")
+        if self.seconds is not None:
+            if self.kind not in ("timeout", "slow"):
+                raise ValueError(f"a fault of kind {self.kind!r} takes no seconds")
+            if not 0 < self.seconds < math.inf:
+                raise ValueError(f"fault seconds must be a positive finite number, got {self.seconds}")
+        if self.kind == "truncate" and self.on != "download":
+            raise ValueError("truncate only applies to faults on 'download'")
+        if self.after_create:
+            if self.on != "create":
+                raise ValueError("after_create only applies to faults on 'create'")
+            if self.kind not in _AFTER_CREATE_KINDS:
+                raise ValueError(f"after_create does not apply to faults of kind {self.kind!r}")
+
+    @property
+    def answer_status(self) -> int:
+        """The error status this fault answers (``status`` and ``timeout`` kinds)."""
+        return self.status if self.status is not None else TIMEOUT_STATUS
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
-        """A fault from its JSON form (the admin endpoint's list items)."""
+        """A fault from its JSON form (the admin endpoint's list items); null means default."""
         if not isinstance(data, dict):
             raise ValueError(f"a fault must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"on", "status", "retry_after", "count", "after_create"}
+        unknown = set(data) - _FAULT_FIELDS
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        try:
-            on, status = data["on"], data["status"]
-        except KeyError as exc:
-            raise ValueError(f"a fault needs {exc.args[0]!r}") from None
-        retry_after = data.get("retry_after")
-        count = data.get("count", 1)
-        after_create = data.get("after_create", False)
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise ValueError(f"fault status must be an integer, got {status!r}")
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise ValueError(f"fault count must be an integer, got {count!r}")
-        is_number = isinstance(retry_after, int | float) and not isinstance(retry_after, bool)
-        if retry_after is not None and not is_number:
-            raise ValueError(f"fault retry_after must be a number, got {retry_after!r}")
-        if not isinstance(after_create, bool):
-            raise ValueError(f"fault after_create must be a boolean, got {after_create!r}")
+        if "on" not in data:
+            raise ValueError("a fault needs 'on'")
+        kind = data.get("kind")
+        status = _optional(data, "status", int)
+        retry_after = _optional(data, "retry_after", float)
+        seconds = _optional(data, "seconds", float)
+        count = _optional(data, "count", int)
+        nth = _optional(data, "nth", int)
         return cls(
-            on=on,
+            on=data["on"],
+            kind="status" if kind is None else kind,
             status=status,
             retry_after=None if retry_after is None else float(retry_after),
-            count=count,
-            after_create=after_create,
+            count=1 if count is None else count,
+            nth=1 if nth is None else nth,
+            after_create=_optional(data, "after_create", bool) is True,
+            seconds=None if seconds is None else float(seconds),
         )
+
+
+def _optional(data: dict[str, Any], name: str, kind: type) -> Any:
+    """``data[name]`` checked to be of ``kind`` (a float may be any number), or ``None``."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not ok:
+        noun = {bool: "a boolean", float: "a number", int: "an integer"}.get(kind, kind.__name__)
+        raise ValueError(f"fault {name} must be {noun}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -92,10 +174,24 @@ class EmulatorConfig:
     #: Token bucket over every API request; beyond it requests answer 429.
     requests_per_second: float | None = None
     job_error_rate: float = 0.0
+    #: Jobs that end in ``failed``, ``cancelled`` or ``expired`` (one picked per job)
+    #: rather than ``error``; billed like any failed job (see :mod:`i2v.emulator.statuses`).
+    terminal_status_rate: float = 0.0
+    #: Answer with the other words the vendor uses for a running job: ``waiting`` for
+    #: ``queued``; ``active`` or ``processing`` for ``generating`` (picked per answer).
+    status_variants: bool = False
     rate_limit_rate: float = 0.0
     server_error_rate: float = 0.0
     #: Creates that make (and bill) the job, then answer 502 as if the response was lost.
     lost_response_rate: float = 0.0
+    #: API answers and downloads held ``slow_response_seconds`` before being sent.
+    slow_response_rate: float = 0.0
+    slow_response_seconds: float = 5.0
+    #: API answers and downloads cut mid-body by a connection reset. A create so cut has
+    #: made (and billed) its job if its answer was a success.
+    connection_reset_rate: float = 0.0
+    #: Downloads that declare their full length, send half of it and close the connection.
+    truncated_download_rate: float = 0.0
     #: Words (whole, case-insensitive) whose presence in a prompt fails the job in moderation.
     blocked_terms: tuple[str, ...] = ("forbidden",)
     #: Account balance; ``None`` is unlimited.
@@ -126,12 +222,18 @@ class EmulatorConfig:
             raise ValueError("requests_per_second must be positive (or None for no limit)")
         for name in (
             "job_error_rate",
+            "terminal_status_rate",
             "rate_limit_rate",
             "server_error_rate",
             "lost_response_rate",
+            "slow_response_rate",
+            "connection_reset_rate",
+            "truncated_download_rate",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1]")
+        if not 0 < self.slow_response_seconds < math.inf:
+            raise ValueError("slow_response_seconds must be a positive number of seconds")
         if self.url_ttl_seconds <= 0:
             raise ValueError("url_ttl_seconds must be positive")
         if self.short_side < 16 or self.short_side % 2:

@@ -2,8 +2,9 @@
 
 A job is ``queued`` until one of ``max_concurrent`` slots is free (first come, first
 served), then ``generating`` for about ``generation_seconds`` while its video renders in
-a small thread pool, then ``completed`` (once the time is up *and* the file exists) or
-``error``. One asyncio task drives every job: it sleeps until the next job is due or
+a small thread pool, then ``completed`` (once the time is up *and* the file exists) or a
+failure status (``error``, or ``failed``, ``cancelled`` or ``expired`` when the job was
+doomed to one). One asyncio task drives every job: it sleeps until the next job is due or
 something changes, so waiting jobs cost no thread. Every state change happens on the
 event loop, so nothing here needs a lock.
 """
@@ -21,24 +22,27 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from i2v.emulator.images import ImageProblem, load_image
 from i2v.emulator.render import aspect_ratio_for, render_video
 
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "generating", "completed", "error"]
-JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "generating", "completed", "error")
+JobStatus = Literal["queued", "generating", "completed", "error", "failed", "cancelled", "expired"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+#: The statuses a job can fail in.
+FailureStatus = Literal["error", "failed", "cancelled", "expired"]
 _DELETE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
 class JobFailure:
-    """Why a job ended in ``error``: the ``error`` object of the fetch answer."""
+    """Why a job failed (the ``error`` object of the fetch answer) and the status it ends in."""
 
     name: str
     message: str
+    status: FailureStatus = "error"
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class Job:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in ("completed", "error")
+        return self.status not in ("queued", "generating")
 
 
 def produce_video(spec: RenderSpec, out: Path, *, short_side: int, fps: int) -> Path:
@@ -234,7 +238,7 @@ class Scheduler:
             self._expiring.append(job)
             job.status = "completed"
         else:
-            job.status = "error"
+            job.status = job.failure.status if job.failure is not None else "error"
         job.rendering = None
         self._counts[job.status] += 1
 

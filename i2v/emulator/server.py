@@ -11,8 +11,9 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
-from i2v.emulator.app import create_app
+from i2v.emulator.app import Emulator, create_app
 from i2v.emulator.config import EmulatorConfig
+from i2v.emulator.connections import tracking_protocol
 
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 15.0
@@ -74,11 +75,18 @@ def running_emulator(
 
 
 def _server(config: EmulatorConfig, host: str, port: int, *, access_log: bool) -> uvicorn.Server:
+    app = create_app(config)
+    emulator: Emulator = app.state.emulator
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
             host=host,
             port=port,
+            # h11, with each connection on record, so that faults can cut them for real.
+            http=tracking_protocol(emulator.connections),
+            # The scope's client must be the socket's peer, whatever headers say, for the
+            # connection registry to find it.
+            proxy_headers=False,
             log_level="warning",
             access_log=access_log,
             lifespan="on",

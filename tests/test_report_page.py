@@ -1,0 +1,484 @@
+"""The run's report page: the HTML it renders, and the page at work in headless Chromium."""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from i2v.emulator.render import render_video
+from i2v.media import probe
+from i2v.report import Tally
+from i2v.report_assets import SCRIPT, STYLE
+from i2v.report_page import (
+    COLUMNS,
+    CONTENT_SECURITY_POLICY,
+    PAGE_SIZE,
+    ReportSummary,
+    publish_report,
+    relative_href,
+    render_report,
+)
+from i2v.storage import LocalDestination, S3Destination
+from tests.browser import Browser, BrowserError, Page, ensure_chromium
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "out" / "test-artifacts"
+EVIL = '</script><script>window.__pwned = 1</script><!-- <img src=x onerror="window.__pwned = 2"> &amp; \u2028'
+MISMATCH = "duration 4.0 s, asked for 5 s"
+
+
+# --- rows like a manifest's -------------------------------------------------------------
+
+
+def manifest_rows(root: str, n: int) -> list[dict[str, Any]]:
+    """``n`` manifest rows whose objects would live under ``root``.
+
+    Of every 9 rows: 6 completed, 1 failed ``timeout``, 1 failed ``rejected`` (or, every
+    third time, ``invalid_input``), 1 skipped ``already_done``. Row 7's prompt is hostile;
+    row 5 carries a mismatch. Failed rows have NaN where a number would be.
+    """
+    rows = []
+    for i in range(n):
+        slot = i % 9
+        status = "completed" if slot < 6 else "skipped" if slot == 8 else "failed"
+        kind = {6: "timeout", 7: "rejected" if i % 27 != 7 else "invalid_input", 8: "already_done"}.get(slot)
+        has_video = status != "failed"
+        rows.append(
+            {
+                "row_key": f"key{i}",
+                "row_index": i,
+                "id": f"clip-{i:05d}",
+                "image_url": f"https://images.example/{i}.jpg",
+                "prompt": EVIL if i == 7 else f"a slow zoom over picture {i}, golden light",
+                "model": "alibaba/wan2.5-i2v-preview",
+                "params": '{"duration": 5, "resolution": "480p"}',
+                "status": status,
+                "error_kind": kind,
+                "error_message": None if status == "completed" else f"{kind} on row {i}",
+                "retryable": {"timeout": True, "rejected": False}.get(kind or ""),
+                "video_uri": f"{root}/videos/clip-{i:05d}.mp4" if has_video else None,
+                "thumbnail_uri": f"{root}/thumbs/clip-{i:05d}.jpg" if has_video else None,
+                "duration_s": 4.0 if has_video else math.nan,
+                "width": 160 if has_video else None,
+                "height": 90 if has_video else None,
+                "credits_used": 0.25 if status == "completed" else math.nan,
+                "generation_seconds": 91.5 if status == "completed" else math.nan,
+                "mismatch": MISMATCH if i == 5 else "",
+            }
+        )
+    return rows
+
+
+def summary_of(rows: list[dict[str, Any]], *, run: str = "run-1", destination: str = "/data/out") -> ReportSummary:
+    tally = Tally()
+    for row in rows:
+        tally.add(row)
+    return ReportSummary.of(tally.summary(wall_s=754.2), run=run, destination=destination)
+
+
+def embedded(page: str) -> dict[str, Any]:
+    """The page's JSON block, decoded."""
+    match = re.search(r'<script type="application/json" id="i2v-data">(.*?)</script>', page, re.DOTALL)
+    assert match is not None, "the page has its data block"
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def records(page: str) -> list[dict[str, Any]]:
+    data = embedded(page)
+    return [dict(zip(data["columns"], row, strict=True)) for row in data["rows"]]
+
+
+class _Elements(html.parser.HTMLParser):
+    """Tags, ids and text of a page, as the HTML parser (not a regex) sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text_by_id: dict[str, str] = {}
+        self._open: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag not in ("meta", "input", "br", "img"):
+            self._open.append(dict(attrs).get("id"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        for name in self._open:
+            if name:
+                self.text_by_id[name] = self.text_by_id.get(name, "") + data
+
+
+def parsed(page: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(page)
+    return parser
+
+
+# --- the HTML ---------------------------------------------------------------------------
+
+
+def test_user_text_stays_text() -> None:
+    """Prompts, ids, messages and the run's name cannot become markup or end the data block."""
+    rows = manifest_rows("/data/out", 9)
+    rows[3]["id"] = "<b>bold</b>"
+    rows[6]["error_message"] = "</SCRIPT ><script>alert(1)</script>"
+    page = render_report(
+        summary_of(rows, run='<i>x</i> & "y"', destination="/data/<out>"), rows, href=relative_href("/data/out")
+    )
+    elements = parsed(page)
+    assert [tag for tag, _ in elements.tags].count("script") == 2, "the data block and the page's script only"
+    assert "<b>" not in page
+    assert "alert(1)" in page
+    assert "<script>alert" not in page.lower()
+    assert page.lower().count("</script") == 2
+    assert "<!--" not in page
+    assert elements.text_by_id["run"] == '<i>x</i> & "y"'
+    assert elements.text_by_id["destination"] == "/data/<out>"
+    kept = records(page)
+    assert kept[7]["prompt"] == EVIL
+    assert kept[3]["id"] == "<b>bold</b>"
+    assert kept[6]["error_message"] == "</SCRIPT ><script>alert(1)</script>"
+
+
+def test_header_counts_match_the_summary() -> None:
+    """The totals shown are the summary's: rows, completed, failed, skipped, credits, wall time."""
+    rows = manifest_rows("/data/out", 27)
+    page = render_report(summary_of(rows), rows, href=relative_href("/data/out"))
+    values = dict(re.findall(r'<dd data-total="(\w+)">([^<]*)</dd>', page))
+    assert values == {
+        "total": "27",
+        "completed": "18",
+        "failed": "6",
+        "skipped": "3",
+        "credits": "4.5",
+        "wall": "12 min 34 s",
+        "generation": "1 min 32 s / 1 min 32 s",
+    }
+
+
+def test_rows_travel_as_paged_json() -> None:
+    """Every row is in the JSON block, in input order, with the page size and plain JSON values."""
+    rows = manifest_rows("/data/out", 20)
+    page = render_report(summary_of(rows), rows, href=relative_href("/data/out"), page_size=7)
+    data = embedded(page)
+    assert data["pageSize"] == 7
+    assert tuple(data["columns"]) == COLUMNS
+    kept = records(page)
+    assert [r["row_index"] for r in kept] == list(range(20))
+    assert kept[0]["video"] == "videos/clip-00000.mp4"
+    assert kept[0]["thumb"] == "thumbs/clip-00000.jpg"
+    assert kept[6]["video"] is None, "a missing URI is null"
+    assert kept[6]["credits_used"] is None, "NaN is null"
+    assert kept[6]["error_kind"] == "timeout"
+    assert kept[6]["retryable"] is True
+    assert kept[5]["mismatch"] == MISMATCH
+    assert all(r["mismatch"] is None for r in kept if r["row_index"] != 5), "an empty mismatch is no flag"
+    assert "<img" not in page, "cards are built a page at a time, not in the HTML"
+    assert "<article" not in page
+
+
+def test_absent_columns_and_odd_values_are_empty() -> None:
+    """A row with only a few columns (no mismatch, no URIs) still renders, and odd scalars become JSON."""
+    rows: list[dict[str, Any]] = [
+        {"row_index": np.int64(0), "id": "a", "prompt": "p", "status": "failed", "error_kind": pd.NA},
+        {"row_index": 1, "id": None, "prompt": "q", "status": None, "credits_used": np.float64("nan")},
+        {"row_index": 2, "status": "completed", "mismatch": True, "width": np.int32(640)},
+    ]
+    kept = records(render_report(summary_of([]), rows, href=lambda uri: uri))
+    assert kept[0]["row_index"] == 0
+    assert kept[0]["error_kind"] is None
+    assert kept[0]["mismatch"] is None
+    assert kept[1]["status"] == "unknown"
+    assert kept[1]["credits_used"] is None
+    assert kept[2]["mismatch"] == "mismatch"
+    assert kept[2]["width"] == 640
+
+
+def test_unsafe_links_are_dropped() -> None:
+    """Whatever ``href`` returns, the page links only relative, http(s) and file URLs."""
+    links = {
+        "a": "javascript:alert(1)",
+        "b": "JAVASCRIPT:alert(1)",
+        "c": "data:text/html,<script>alert(1)</script>",
+        "d": "java\nscript:alert(1)",
+        "g": "\x01javascript:alert(1)",
+        "e": "https://bucket.example/videos/x.mp4?X-Amz-Signature=abc&X-Amz-Expires=3600",
+        "f": "videos/x.mp4",
+    }
+    rows = [{"row_index": i, "status": "completed", "video_uri": key} for i, key in enumerate(links)]
+    kept = records(render_report(summary_of([]), rows, href=lambda uri: links.get(uri or "")))
+    assert [r["video"] for r in kept] == [None, None, None, None, None, links["e"], "videos/x.mp4"]
+
+
+def test_relative_links_for_local_and_s3_destinations() -> None:
+    """Links are relative to where the report sits; objects elsewhere get a file URL or nothing."""
+    local = relative_href("/data/out/")
+    assert local("/data/out/videos/a b.mp4") == "videos/a%20b.mp4"
+    assert local("/elsewhere/videos/x.mp4") == "file:///elsewhere/videos/x.mp4"
+    assert local(None) is None
+    assert local("") is None
+    nested = relative_href("s3://bucket/prefix", report_key="runs/r1/report.html")
+    assert nested("s3://bucket/prefix/thumbs/x.jpg") == "../../thumbs/x.jpg"
+    assert nested("s3://other/thumbs/x.jpg") is None
+    assert nested("https://cdn.example/x.jpg") == "https://cdn.example/x.jpg"
+
+
+def test_policy_pins_the_page_to_its_own_script_and_style() -> None:
+    """The CSP allows the inline script and style by hash, nothing from the network, and no other script."""
+    rows = manifest_rows("/data/out", 3)
+    page = render_report(summary_of(rows), rows, href=relative_href("/data/out"))
+    policy = next(
+        attrs["content"]
+        for tag, attrs in parsed(page).tags
+        if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy"
+    )
+    assert policy == CONTENT_SECURITY_POLICY
+    assert "default-src 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert "connect-src" not in policy
+    assert f"<script>{SCRIPT}</script>" in page
+    assert f"<style>{STYLE}</style>" in page
+    tags = parsed(page).tags
+    assert not [a for t, a in tags if t in ("link", "img", "iframe") or (t == "script" and "src" in a)]
+    assert not re.search(r"https?://", SCRIPT + STYLE), "the page's own code fetches nothing"
+
+
+def test_publish_writes_the_report_into_the_destination(tmp_path: Path) -> None:
+    """``publish_report`` streams the page into the destination with links relative to it."""
+    dest = LocalDestination(tmp_path / "dest")
+    rows = manifest_rows(dest.uri, 30)
+    uri = publish_report(dest, summary_of(rows, destination=dest.uri), iter(rows))
+    assert uri == str(tmp_path / "dest" / "report.html")
+    page = Path(uri).read_text(encoding="utf-8")
+    assert len(records(page)) == 30
+    assert records(page)[0]["video"] == "videos/clip-00000.mp4"
+    assert not list((tmp_path / "dest").glob(".*")), "no partial file left behind"
+
+
+def test_publish_to_s3_for_a_static_site(s3_client: Any, bucket: str) -> None:
+    """On S3 the report is an HTML object at the prefix, its links relative for a static website."""
+    dest = S3Destination(s3_client, bucket, "runs-out")
+    rows = manifest_rows(dest.uri, 12)
+    uri = publish_report(dest, summary_of(rows, destination=dest.uri), rows)
+    assert uri == f"s3://{bucket}/runs-out/report.html"
+    stored = s3_client.get_object(Bucket=bucket, Key="runs-out/report.html")
+    assert stored["ContentType"] == "text/html; charset=utf-8"
+    page = stored["Body"].read().decode()
+    assert records(page)[0]["thumb"] == "thumbs/clip-00000.jpg"
+    assert len(records(page)) == 12
+
+
+def test_ten_thousand_rows_render_quickly_and_compactly() -> None:
+    """A 10,000-row report is one pass over the rows: a fraction of a second, a few MB, no card in the HTML."""
+    rows = manifest_rows("/data/out", 10_000)
+    started = time.perf_counter()
+    page = render_report(summary_of(rows), iter(rows), href=relative_href("/data/out"))
+    seconds = time.perf_counter() - started
+    print(f"10,000 rows: {len(page.encode()) / 1e6:.1f} MB of HTML in {seconds:.2f} s")
+    assert seconds < 5.0, "linear in the rows (0.2 s on an idle 2-core machine)"
+    assert len(page.encode()) < 6_000_000
+    assert len(embedded(page)["rows"]) == 10_000
+    assert page.count("<img") == 0
+    assert page.count("<video") == 0
+
+
+# --- in a browser -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed with apt on first use (a failure, never a skip, if it cannot be)."""
+    try:
+        return ensure_chromium()
+    except (BrowserError, OSError) as exc:
+        pytest.fail(f"headless Chromium is needed for the report page's browser tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    """One headless Chromium for this module's tests."""
+    started = time.perf_counter()
+    with Browser(chromium) as running:
+        version = running.send("Browser.getVersion")["product"]
+        print(f"{version} up in {time.perf_counter() - started:.2f} s")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, bytes]]:
+    """A few real four-second MP4s (H.264, as the pipeline stores them) and their real thumbnails."""
+    folder = tmp_path_factory.mktemp("media")
+    made = []
+    for seed in range(3):
+        path = folder / f"{seed}.mp4"
+        render_video(None, seconds=4, aspect_ratio="16:9", short_side=90, fps=12, seed=seed, out=path)
+        thumb = probe(path).thumbnail_jpeg
+        assert thumb is not None
+        made.append((path.read_bytes(), thumb))
+    return made
+
+
+def lay_out(root: Path, rows: list[dict[str, Any]], media: list[tuple[bytes, bytes]]) -> None:
+    """Put each row's video and thumbnail where its URIs say."""
+    for row in rows:
+        video, thumb = media[row["row_index"] % len(media)]
+        for column, data in (("video_uri", video), ("thumbnail_uri", thumb)):
+            if row.get(column):
+                path = Path(row[column])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+
+
+def open_report(browser: Browser, report: Path) -> tuple[Page, float]:
+    """A new tab showing the report, once its script has rendered; and the seconds that took."""
+    page = browser.new_page()
+    started = time.perf_counter()
+    page.goto(report.as_uri())
+    page.wait_for("document.getElementById('count').dataset.matching !== undefined")
+    return page, time.perf_counter() - started
+
+
+def choose(page: Page, select: str, value: str) -> None:
+    """Pick an option of a filter as a person would (value set, change event fired)."""
+    page.evaluate(
+        f"(() => {{ const s = document.getElementById({json.dumps(select)}); s.value = {json.dumps(value)};"
+        " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
+    )
+
+
+def shown(page: Page) -> tuple[int, int]:
+    """(cards in the document, rows the filters match)."""
+    cards, matching = page.evaluate(
+        "[document.querySelectorAll('#grid .card').length, Number(document.getElementById('count').dataset.matching)]"
+    )
+    return int(cards), int(matching)
+
+
+def option_labels(page: Page, select: str) -> list[str]:
+    labels = page.evaluate(f"[...document.getElementById({json.dumps(select)}).options].map(o => o.textContent)")
+    return [str(label) for label in labels]
+
+
+@pytest.mark.timeout(900)  # the first browser test may install Chromium
+def test_report_in_chromium(browser: Browser, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """Opened from a file: cards show, filters change the count, a click plays the video, no errors, no network."""
+    dest = LocalDestination(tmp_path / "dest")
+    rows = manifest_rows(dest.uri, 36)  # 24 completed, 4 timeout, 2 rejected, 2 invalid_input, 4 skipped
+    lay_out(tmp_path / "dest", rows, media)
+    report = Path(publish_report(dest, summary_of(rows, destination=dest.uri), rows, page_size=24))
+
+    page, load_s = open_report(browser, report)
+    try:
+        assert shown(page) == (24, 36), "the first page of cards, out of every row"
+        images = page.evaluate("[...document.images].map(i => i.loading)")
+        assert images == ["lazy"] * 20, "a lazy thumbnail on each of the page's cards that has a video"
+        assert page.evaluate("window.__pwned") is None, "the hostile prompt ran nothing"
+        assert page.evaluate("document.querySelector('.card[data-row=\"7\"] .prompt').textContent") == EVIL
+        assert page.evaluate("document.querySelector('.card[data-row=\"5\"] .flag').title") == MISMATCH
+        assert page.evaluate("document.querySelectorAll('.card .flag').length") == 1
+        assert "timeout (4)" in option_labels(page, "f-kind")
+
+        page.click("nav.cards-pager button[title='next page']")
+        assert shown(page) == (12, 36), "the second page holds the rest"
+
+        choose(page, "f-status", "failed")
+        assert shown(page) == (8, 8)
+        assert option_labels(page, "f-kind")[:1] == ["any kind (8)"]
+        assert "timeout (4)" in option_labels(page, "f-kind")
+        assert "already_done (0)" in option_labels(page, "f-kind")
+        choose(page, "f-kind", "timeout")
+        assert shown(page) == (4, 4)
+        assert page.evaluate("document.querySelectorAll('#failures-body tr').length") == 4
+        assert "any status (4)" in option_labels(page, "f-status")
+        choose(page, "f-status", "")
+        choose(page, "f-kind", "")
+        page.click("#f-flagged")
+        assert shown(page) == (1, 1), "mismatches only"
+        page.click("#f-flagged")
+        page.click("#kinds button")  # the commonest failure kind, one click away
+        assert shown(page) == (4, 4)
+        choose(page, "f-status", "")
+        choose(page, "f-kind", "")
+        page.evaluate(
+            "(() => { const i = document.getElementById('f-text'); i.value = 'CLIP-0001';"
+            " i.dispatchEvent(new Event('input')); })()"
+        )
+        page.wait_for("document.getElementById('count').dataset.matching === '10'")
+        page.evaluate(
+            "(() => { const i = document.getElementById('f-text'); i.value = '';"
+            " i.dispatchEvent(new Event('input')); })()"
+        )
+        page.wait_for("document.getElementById('count').dataset.matching === '36'")
+        assert shown(page) == (24, 36)
+
+        page.click(".card[data-row='0'] button.thumb")
+        assert page.evaluate("document.querySelectorAll('video').length") == 1
+        playing = page.wait_for(
+            "(() => { const v = document.querySelector('.card[data-row=\"0\"] video');"
+            " return v && !v.paused && v.currentTime > 0 && v.readyState >= 2 && v.videoWidth; })()"
+        )
+        assert playing == 160, "the real MP4 decodes and plays in the card"
+        page.click(".card[data-row='1'] button.thumb")
+        page.wait_for(
+            "(() => { const v = document.querySelector('.card[data-row=\"1\"] video'); return v && !v.paused; })()"
+        )
+        # One video at a time: the first pauses when the second starts (its 'play' event is a task away).
+        page.wait_for("document.querySelector('.card[data-row=\"0\"] video').paused")
+        assert not page.evaluate("document.querySelector('.card[data-row=\"0\"] video').ended"), "paused, not over"
+
+        page.evaluate("window.scrollTo(0, 0)")
+        path = page.screenshot(ARTIFACTS / "report.png")
+        print(f"report loaded in {load_s:.2f} s; screenshot: {path}")
+        page.pump()
+        assert page.errors == []
+        assert any(url.endswith("/thumbs/clip-00000.jpg") for url in page.requests), page.requests
+        # No network: the report and its media are files; the video controls' icons are data: URLs.
+        assert {url.split(":", 1)[0] for url in page.requests} <= {"file", "data"}, page.requests
+    finally:
+        page.send("Page.close")
+
+
+@pytest.mark.timeout(900)  # the first browser test may install Chromium
+def test_ten_thousand_rows_in_chromium(browser: Browser, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """At 10,000 rows the page loads fast, keeps one page of cards in the document, and filters quickly."""
+    dest = LocalDestination(tmp_path / "dest")
+    rows = manifest_rows(dest.uri, 10_000)
+    lay_out(tmp_path / "dest", rows[:9], media)
+    for row in rows[9:]:  # every thumbnail and video is one of the first nine rows' files
+        for column in ("video_uri", "thumbnail_uri"):
+            if row[column]:
+                row[column] = rows[row["row_index"] % 9][column]
+    report = Path(publish_report(dest, summary_of(rows, destination=dest.uri), rows))
+
+    page, load_s = open_report(browser, report)
+    try:
+        assert shown(page) == (PAGE_SIZE, 10_000)
+        assert page.evaluate("document.images.length") <= PAGE_SIZE
+        started = time.perf_counter()
+        choose(page, "f-status", "failed")
+        filter_s = time.perf_counter() - started
+        assert shown(page) == (PAGE_SIZE, sum(r["status"] == "failed" for r in rows))
+        choose(page, "f-kind", "invalid_input")
+        invalid = sum(r["error_kind"] == "invalid_input" for r in rows)
+        assert shown(page) == (min(PAGE_SIZE, invalid), invalid)
+        print(f"10,000 rows: loaded in {load_s:.2f} s, a filter took {filter_s * 1000:.0f} ms")
+        assert load_s < 10
+        assert filter_s < 2
+        page.pump()
+        assert page.errors == []
+    finally:
+        page.send("Page.close")
