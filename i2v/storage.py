@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: S3's minimum part size is 5 MiB; 8 MiB keeps memory per upload small and parts few.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 #: Parts of one upload on their way at once, beyond the one being filled.
-PARTS_IN_FLIGHT = 3
+PARTS_IN_FLIGHT = 2
 #: Threads uploading parts, shared by every upload to one destination.
 UPLOAD_THREADS = 6
 
@@ -302,26 +302,38 @@ class _MultipartWriter:
         self.dest = dest
         self.key = key
         self.content_type = content_type
-        self.buffer = bytearray()
+        # Chunks of the part being filled, joined once when it is full (one copy, not one per chunk).
+        self._chunks: list[bytes] = []
+        self._filled = 0
         self.upload_id: str | None = None
         self.parts: list[CompletedPartTypeDef] = []
         self._pending: list[Future[CompletedPartTypeDef]] = []
 
     def write(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        while len(self.buffer) >= self.dest.part_size:
-            part = bytes(self.buffer[: self.dest.part_size])
-            del self.buffer[: self.dest.part_size]
+        self._chunks.append(chunk)
+        self._filled += len(chunk)
+        while self._filled >= self.dest.part_size:
+            joined = b"".join(self._chunks)
+            size = self.dest.part_size
+            part, rest = (joined, b"") if len(joined) == size else (joined[:size], joined[size:])
+            self._chunks = [rest] if rest else []
+            self._filled = len(rest)
             self._send_part(part)
+
+    def _take_rest(self) -> bytes:
+        rest = b"".join(self._chunks)
+        self._chunks, self._filled = [], 0
+        return rest
 
     def commit(self) -> None:
         client, bucket = self.dest.client, self.dest.bucket
         try:
+            rest = self._take_rest()
             if self.upload_id is None:
-                client.put_object(Bucket=bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type)
+                client.put_object(Bucket=bucket, Key=self.key, Body=rest, ContentType=self.content_type)
             else:
-                if self.buffer or not (self.parts or self._pending):
-                    self._send_part(bytes(self.buffer))
+                if rest or not (self.parts or self._pending):
+                    self._send_part(rest)
                 self._settle(0)
                 client.complete_multipart_upload(
                     Bucket=bucket,
@@ -333,10 +345,9 @@ class _MultipartWriter:
             raise
         except Exception as exc:
             raise _storage_error(f"cannot write s3://{bucket}/{self.key}", exc) from exc
-        self.buffer.clear()
 
     def abort(self) -> None:
-        self.buffer.clear()
+        self._take_rest()
         for pending in self._pending:
             pending.cancel()
         wait(self._pending)

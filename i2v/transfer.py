@@ -9,6 +9,7 @@ Blocking steps (writes, decoding, commits) run through the run's :class:`Offload
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 import time
@@ -54,23 +55,16 @@ async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, n
     """Download ``url`` into ``videos/<name>.mp4``, decode it, then commit; thumbnail beside it."""
     key = video_key(name)
     writer = await offload(dest.open_writer, key, "video/mp4")
-    digest = hashlib.sha256()
-    size = 0
     try:
         with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
             spool_path = Path(tmp) / "video.mp4"
-            spool = None if writer.local_path is not None else spool_path.open("wb")
+            sink = _Sink(writer, None if writer.local_path is not None else spool_path.open("wb"))
             try:
-                async with open_download(http, url) as (chunks, declared):
-                    async for chunk in chunks:
-                        await offload(_write, writer, spool, chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
+                declared = await _stream(http, url, sink, offload)
             finally:
-                if spool is not None:
-                    spool.close()
-            if declared is not None and size != declared:
-                raise DownloadError(f"download ended after {size} of {declared} bytes")
+                sink.close()
+            if declared is not None and sink.size != declared:
+                raise DownloadError(f"download ended after {sink.size} of {declared} bytes")
             local = writer.local_path if writer.local_path is not None else spool_path
             info = await offload(probe, local)
         await offload(writer.commit)
@@ -84,15 +78,52 @@ async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, n
         thumbnail_uri = dest.uri_for(thumb)
     return Stored(
         video_uri=dest.uri_for(key),
-        video_bytes=size,
-        video_sha256=digest.hexdigest(),
+        video_bytes=sink.size,
+        video_sha256=sink.digest.hexdigest(),
         info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
         thumbnail_uri=thumbnail_uri,
         stored_at=time.time(),
     )
 
 
-def _write(writer: ObjectWriter, spool: BinaryIO | None, chunk: bytes) -> None:
-    writer.write(chunk)
-    if spool is not None:
-        spool.write(chunk)
+async def _stream(http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offload) -> int | None:
+    """Copy the download into ``sink``; returns the declared length.
+
+    One chunk is written (and hashed) in a thread while the next is read from the
+    network, so neither waits for the other.
+    """
+    writing: asyncio.Future[None] | None = None
+    try:
+        async with open_download(http, url) as (chunks, declared):
+            async for chunk in chunks:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(offload(sink.write, chunk))
+            if writing is not None:
+                await writing
+            return declared
+    finally:
+        if writing is not None and not writing.done():
+            # The download broke off: let the write in its thread finish before the abort.
+            await asyncio.wait([writing])
+
+
+class _Sink:
+    """Where downloaded bytes go: the destination's writer, a spool file, and their digest."""
+
+    def __init__(self, writer: ObjectWriter, spool: BinaryIO | None) -> None:
+        self.writer = writer
+        self.spool = spool
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.writer.write(chunk)
+        if self.spool is not None:
+            self.spool.write(chunk)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()

@@ -429,7 +429,8 @@ def test_cli_options_reach_the_configuration(capsys: pytest.CaptureFixture[str])
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     defaults = cli.config_from_args(parser.parse_args([]), "k")
-    assert defaults == EmulatorConfig(api_key="k")
+    # A served emulator renders in worker processes; an embedded one in threads.
+    assert defaults == EmulatorConfig(api_key="k", render_processes=2)
     args = parser.parse_args(
         [
             "--status-variants",

@@ -65,19 +65,22 @@ def test_s3_small_object_and_listing(s3_client: Any, bucket: str) -> None:
 
 
 def test_s3_multipart_upload_streams_in_parts(s3_client: Any, bucket: str) -> None:
-    """A 13 MiB object goes up as 5 MiB parts and reads back byte for byte."""
+    """A 23 MiB object goes up as 5 MiB parts, never more than a few held, and reads back byte for byte."""
+    from i2v.storage import PARTS_IN_FLIGHT
+
     dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB)
-    payload = os.urandom(13 * MiB)
+    payload = os.urandom(23 * MiB)
     writer = dest.open_writer("videos/big.mp4", "video/mp4")
     for start in range(0, len(payload), MiB):
         writer.write(payload[start : start + MiB])
-        assert len(writer.buffer) < 5 * MiB  # type: ignore[attr-defined]
+        assert writer._filled < 5 * MiB  # type: ignore[attr-defined]
+        assert len(writer._pending) <= PARTS_IN_FLIGHT  # type: ignore[attr-defined]
     assert dest.get_bytes("videos/big.mp4") is None, "nothing is visible before completion"
     writer.commit()
     assert dest.get_bytes("videos/big.mp4") == payload
     head = s3_client.head_object(Bucket=bucket, Key="p/videos/big.mp4")
     assert head["ContentType"] == "video/mp4"
-    assert head["ETag"].endswith('-3"'), "three parts"
+    assert head["ETag"].endswith('-5"'), "five parts"
 
 
 def test_s3_abort_leaves_no_object_and_no_upload(s3_client: Any, bucket: str) -> None:

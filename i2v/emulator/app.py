@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import re
 import secrets
 import shutil
@@ -41,7 +42,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ from i2v.emulator.error_bodies import (
     storage_error,
 )
 from i2v.emulator.faults import FaultQueue, QueuedFault
-from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler
+from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler, warm_up
 from i2v.emulator.limits import TokenBucket
 from i2v.emulator.mishaps import CutAnswer, Mishap, Unsent, hold
 from i2v.emulator.pricing import price
@@ -145,7 +146,7 @@ class Emulator:
         own_dir = work_dir is None
         work_dir = Path(tempfile.mkdtemp(prefix="i2v-emulator-")) if work_dir is None else work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
-        pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="i2v-emulator-render")
+        pool = _render_pool(self.config.render_processes)
         scheduler = self._scheduler = Scheduler(
             max_concurrent=self.config.max_concurrent,
             work_dir=work_dir,
@@ -497,6 +498,17 @@ class Emulator:
             generation_seconds=config.generation_seconds * (1 + jitter),
             doomed=doomed,
         )
+
+
+def _render_pool(processes: int) -> Executor:
+    if not processes:
+        return ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="i2v-emulator-render")
+    # Spawned, not forked: the server runs threads, and a fork would copy their locks.
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(processes):
+        # Start the workers (and their imports) now rather than under the first job.
+        pool.submit(warm_up)
+    return pool
 
 
 def _default(route: ModelRoute, name: str) -> Any:

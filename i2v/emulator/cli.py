@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pixels on the short edge (default: %(default)s)",
     )
     add("--fps", type=int, metavar="N", help="frames per second (default: %(default)s)")
+    add(
+        "--render-processes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="worker processes rendering videos, 0 for threads in the server (default: %(default)s)",
+    )
     add("--work-dir", type=Path, metavar="DIR", help="where videos go (default: a temp folder)")
 
     parser.set_defaults(
@@ -161,6 +168,7 @@ def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
         url_ttl_seconds=args.url_ttl,
         short_side=args.short_side,
         fps=args.fps,
+        render_processes=args.render_processes,
         seed=args.seed,
         work_dir=args.work_dir,
     )

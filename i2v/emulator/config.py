@@ -202,6 +202,11 @@ class EmulatorConfig:
     #: cheap; aspect ratio and duration are honoured exactly.
     short_side: int = 144
     fps: int = 8
+    #: Worker processes that render videos; 0 renders in two threads of the server's own
+    #: process (quick to start, for an emulator inside a test). With processes, encoding
+    #: never holds the server's interpreter lock, so answers keep a real service's latency
+    #: while a wave of videos is made.
+    render_processes: int = 0
     seed: int = 0
     #: Where MP4s are written; a temporary folder (removed at shutdown) when ``None``.
     work_dir: Path | None = None
@@ -238,5 +243,7 @@ class EmulatorConfig:
             raise ValueError("url_ttl_seconds must be positive")
         if self.short_side < 16 or self.short_side % 2:
             raise ValueError("short_side must be an even number of at least 16 pixels")
+        if self.render_processes < 0:
+            raise ValueError("render_processes must not be negative")
         if self.fps < 1:
             raise ValueError("fps must be at least 1")

@@ -85,6 +85,10 @@ class Job:
         return self.status not in ("queued", "generating")
 
 
+def warm_up() -> None:
+    """Nothing: submitted once to each render worker so it starts, and imports this module, early."""
+
+
 def produce_video(spec: RenderSpec, out: Path, *, short_side: int, fps: int) -> Path:
     """Load the job's image and render its video; runs in the render pool."""
     image = load_image(spec.image_url) if spec.image_url else None

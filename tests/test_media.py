@@ -1,0 +1,48 @@
+"""Checking videos by decoding them: every frame for ordinary sizes, packets and keyframes for large ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from i2v.emulator.render import render_video
+from i2v.errors import InvalidVideo
+from i2v.media import probe
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 4-second H.264 video, as the emulator makes them."""
+    out = tmp_path_factory.mktemp("media") / "clip.mp4"
+    render_video(None, seconds=4, aspect_ratio="16:9", short_side=72, fps=12, seed=3, out=out)
+    return out
+
+
+def test_both_depths_of_check_agree_on_what_the_video_is(video: Path) -> None:
+    """The packet-and-keyframe check finds the same frames, duration and size as decoding every frame."""
+    full = probe(video)
+    light = probe(video, full_decode_bytes=0)
+    assert (light.frames, light.duration_s, light.width, light.height, light.codec) == (
+        full.frames,
+        full.duration_s,
+        full.width,
+        full.height,
+        full.codec,
+    )
+    assert full.frames == 48
+    assert light.thumbnail_jpeg is not None
+    assert light.thumbnail_jpeg[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("full_decode_bytes", [0, 1 << 30])
+def test_truncated_and_fake_videos_fail_either_check(video: Path, tmp_path: Path, full_decode_bytes: int) -> None:
+    """A file cut in half, or an HTML page, is never taken for a video."""
+    data = video.read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    page = tmp_path / "page.mp4"
+    page.write_bytes(b"<html><body>Request has expired</body></html>" * 50)
+    for bad in (half, page):
+        with pytest.raises(InvalidVideo):
+            probe(bad, full_decode_bytes=full_decode_bytes)
