@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench deploy worker clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -26,6 +26,15 @@ typecheck: .venv/.synced
 
 unit: .venv/.synced
 	$(RUN) pytest
+
+# Prefect server set-up (needs PREFECT_API_URL): the work pool, the shared concurrency limit
+# and every deployment in prefect.yaml. Settings: deployments/deploy.py. Then, on each
+# machine, `make worker` (deployments/worker.sh). See README "Scaling out".
+deploy: .venv/.synced
+	$(RUN) python deployments/deploy.py
+
+worker: .venv/.synced
+	deployments/worker.sh
 
 # Benchmarks (figures, not pass/fail; see bench/README.md). Full size takes a long time:
 # `make bench BENCH_ARGS=--quick` is a smoke run. MAKESPAN_ARGS / SCALE_ARGS go to one script

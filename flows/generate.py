@@ -22,7 +22,8 @@ from i2v.engine import Engine
 from i2v.inputs import InputPlan
 from i2v.models import DEFAULT_MODEL
 from i2v.progress import Progress
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, run_name
+from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, safe_label
+from i2v.run import run_name as default_run_name
 from tasks import resources
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
@@ -48,12 +49,25 @@ async def generate_videos(
     job_timeout_s: float = 900.0,
     rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
     rows_per_task: int | None = None,
+    retry: Literal["retryable", "all"] = "retryable",
+    resubmit_unknown: bool = False,
+    max_failure_ratio: float | None = None,
+    max_credits: float | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Generate one video per input row into ``dest`` (a folder or ``s3://bucket/prefix``).
 
     Row cells override the run defaults given here (``resolution``, ``duration``, ...),
     which override the model's. The API key and base URL come from ``AIMLAPI_API_KEY``
     and ``AIMLAPI_BASE_URL``, never from parameters.
+
+    Work a previous run finished is not paid for again: stored videos are skipped, live
+    jobs re-attached, and failed rows retried only when their failure may pass another
+    time (``retry="all"`` retries every failure; ``resubmit_unknown`` sends again a create
+    whose outcome was never known). ``max_failure_ratio`` and ``max_credits`` stop new
+    submissions once passed; the run then ends Failed, its manifest written.
+    ``run_name`` names the run's folder under ``runs/`` (default: a timestamp and the
+    flow run's name).
     """
     started = time.monotonic()
     defaults = {
@@ -65,7 +79,7 @@ async def generate_videos(
         "enhance_prompt": enhance_prompt,
     }
     run = RunSpec(
-        name=run_name(runtime.flow_run.name),
+        name=safe_label(run_name) if run_name else default_run_name(runtime.flow_run.name),
         input=input,
         dest=dest,
         model=model,
@@ -75,6 +89,10 @@ async def generate_videos(
         poll_interval_s=poll_interval_s,
         job_timeout_s=job_timeout_s,
         rows_per_task=rows_per_task,
+        retry=retry,
+        resubmit_unknown=resubmit_unknown,
+        max_failure_ratio=max_failure_ratio,
+        max_credits=max_credits,
     )
     input_plan = await plan_input(run, rows_per_shard)
     async with resources.engine(run, progress=Progress(total=input_plan.total_rows)) as engine:
@@ -84,10 +102,11 @@ async def generate_videos(
         finally:
             reporter.cancel()
     summary = await publish_manifest(run, input_plan, time.monotonic() - started)
-    if engine.fatal is not None:
+    if engine.stopped is not None:
         # A failed state rather than a raise: the run is marked failed with one clear
         # message, and callers still get the exception from the state's result.
-        return Failed(message=str(engine.fatal), data=engine.fatal)
+        reason = engine.stopped.cause or engine.stopped
+        return Failed(message=str(reason), data=reason)
     return summary.as_dict()
 
 

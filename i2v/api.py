@@ -77,12 +77,14 @@ class Generation:
 
 
 def make_http_client(
-    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 128
+    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 32
 ) -> httpx.AsyncClient:
     """The HTTP client for API calls and downloads: pooled, with finite timeouts.
 
-    Waiting for a pooled connection is not a failure (many jobs share few connections),
-    so the pool wait has no limit; every network step has one.
+    Thousands of jobs share a few dozen connections: a poll takes milliseconds, and
+    httpcore looks over every pooled connection on every request, so a pool sized to
+    the jobs in flight costs more CPU than it saves waiting. Waiting for a pooled
+    connection is not a failure, so that wait has no limit; every network step has one.
     """
     return httpx.AsyncClient(
         base_url=settings.base_url,

@@ -11,12 +11,18 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_THREADS = 8
+
+
+class Runs(Protocol):
+    """Anything that runs a blocking call for a coroutine: an :class:`Offload`, or a wrapper of one."""
+
+    async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 class Offload:

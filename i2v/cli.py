@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import secrets
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``i2v`` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         result: int = args.handler(args)
         return result
@@ -55,7 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("input", help="CSV with image_url and prompt columns")
     run.add_argument("--dest", required=True, help="output folder or s3://bucket/prefix")
     _add_run_options(run)
+    run.add_argument(
+        "--retry-failed",
+        choices=("retryable", "all"),
+        default="retryable",
+        help="failures of earlier runs to try again: those that may pass, or all (default: %(default)s)",
+    )
+    run.add_argument(
+        "--resubmit-unknown",
+        action="store_true",
+        help="send again creates whose outcome was never known (each may then be paid twice)",
+    )
     run.set_defaults(handler=_run)
+
+    rerun = commands.add_parser("rerun", help="run again chosen rows of a manifest", description=_RERUN_HELP)
+    rerun.add_argument("manifest", help="a destination's manifest.parquet, or runs/<run>/manifest.parquet")
+    which = rerun.add_mutually_exclusive_group()
+    which.add_argument("--retryable", dest="select", action="store_const", const="retryable", help="(default)")
+    which.add_argument("--failed", dest="select", action="store_const", const="failed", help="every failed row")
+    rerun.add_argument("--kind", action="append", default=[], metavar="KIND", help="only this error_kind (repeatable)")
+    rerun.add_argument(
+        "--include-unknown", action="store_true", help="also rows whose create may have been paid (submit_unknown)"
+    )
+    rerun.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT, help="(default: %(default)s)")
+    rerun.add_argument("--poll-interval", type=float, default=10.0, help="(default: %(default)s)")
+    rerun.add_argument("--job-timeout", type=float, default=900.0, help="(default: %(default)s)")
+    _add_policy_options(rerun)
+    rerun.set_defaults(handler=_rerun, select="retryable")
 
     demo = commands.add_parser("demo", help="run the pipeline end to end against the bundled emulator")
     demo.add_argument(
@@ -112,29 +144,119 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows-per-task", type=int, help="rows per Prefect task run (default: one for small shards, else 1/16 of one)"
     )
+    _add_policy_options(parser)
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-failure-ratio",
+        type=float,
+        metavar="R",
+        help="stop sending once more than this share of the rows worked on failed (0 to 1; judged after 20)",
+    )
+    parser.add_argument(
+        "--max-credits", type=float, metavar="C", help="stop sending before estimated spend would pass C credits"
+    )
+
+
+_RERUN_HELP = """Run again chosen rows of a manifest into the same destination: by default the rows whose
+failure may pass another time. Needs only the manifest: each row carries its inputs."""
+#: Set in the process that runs the flow, under an ``i2v run`` that watches it.
+_SUPERVISED = "I2V_SUPERVISED"
 
 
 def _run(args: argparse.Namespace) -> int:
     # Catch the usual mistakes before Prefect starts, so they read as one line.
     ApiSettings.from_env()
     check_input(args.input, model=args.model)
+    if not os.environ.get(_SUPERVISED):
+        return _supervise(args.argv)
     summary = _run_flow(
-        input=args.input,
-        dest=args.dest,
-        model=args.model,
-        api_path=args.api_path,
-        resolution=args.resolution,
-        duration=args.duration,
-        aspect_ratio=args.aspect_ratio,
-        negative_prompt=args.negative_prompt,
-        seed=args.seed,
-        max_in_flight=args.max_in_flight,
-        poll_interval_s=args.poll_interval,
-        job_timeout_s=args.job_timeout,
-        rows_per_shard=args.rows_per_shard,
-        rows_per_task=args.rows_per_task,
+        "generate_videos",
+        {
+            "input": args.input,
+            "dest": args.dest,
+            "model": args.model,
+            "api_path": args.api_path,
+            "resolution": args.resolution,
+            "duration": args.duration,
+            "aspect_ratio": args.aspect_ratio,
+            "negative_prompt": args.negative_prompt,
+            "seed": args.seed,
+            "max_in_flight": args.max_in_flight,
+            "poll_interval_s": args.poll_interval,
+            "job_timeout_s": args.job_timeout,
+            "rows_per_shard": args.rows_per_shard,
+            "rows_per_task": args.rows_per_task,
+            "retry": args.retry_failed,
+            "resubmit_unknown": args.resubmit_unknown,
+            "max_failure_ratio": args.max_failure_ratio,
+            "max_credits": args.max_credits,
+        },
     )
+    return _exit_status(summary)
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    ApiSettings.from_env()
+    if not os.environ.get(_SUPERVISED):
+        return _supervise(args.argv)
+    summary = _run_flow(
+        "rerun_failed",
+        {
+            "manifest": args.manifest,
+            "select": args.select,
+            "kinds": args.kind or None,
+            "include_unknown": args.include_unknown,
+            "max_in_flight": args.max_in_flight,
+            "poll_interval_s": args.poll_interval,
+            "job_timeout_s": args.job_timeout,
+            "max_failure_ratio": args.max_failure_ratio,
+            "max_credits": args.max_credits,
+        },
+    )
+    return _exit_status(summary)
+
+
+def _exit_status(summary: Summary | None) -> int:
+    if summary is None:
+        return 130  # halted by a signal; the watching process reports which
     return 0 if summary.failed == 0 else 1
+
+
+def _supervise(argv: list[str]) -> int:
+    """Run this command again in a child process of its own session, and pass it signals.
+
+    A terminal's Ctrl-C reaches every process of the foreground group, Prefect's own server
+    among them; in a session of its own the run keeps that server while it stops cleanly:
+    the first SIGINT or SIGTERM here halts the run (nothing more is sent, every started
+    job stays journaled, the manifest is written) and exits 130 or 143; a second kills it
+    at once, journal intact.
+    """
+    env = {**os.environ, _SUPERVISED: "1"}
+    command = [sys.executable, "-m", "i2v.cli", *argv]
+    child = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603 - this very command again
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            print(f"\ni2v: {signal.Signals(signum).name}: stopping; signal again to stop at once", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        return 128 + received[0]
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -147,30 +269,65 @@ def _demo(args: argparse.Namespace) -> int:
         os.environ["AIMLAPI_BASE_URL"] = base_url
         os.environ["AIMLAPI_API_KEY"] = DEMO_KEY
         print(f"emulator listening on {base_url}")
-        _run_flow(input=args.csv, dest=args.dest, poll_interval_s=1.0, job_timeout_s=300.0, max_in_flight=8)
+        params = {
+            "input": args.csv,
+            "dest": args.dest,
+            "poll_interval_s": 1.0,
+            "job_timeout_s": 300.0,
+            "max_in_flight": 8,
+        }
+        _run_flow("generate_videos", params)
     # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
     return 0
 
 
-def _run_flow(**params: Any) -> Summary:
-    """Run the flow in this process; print the totals, the first failures and where the manifest is."""
-    for name, value in _PREFECT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+def _run_flow(name: str, params: dict[str, Any]) -> Summary | None:
+    """Run one flow in this process; print the totals, the first failures and where the manifest is.
+
+    Returns None when a SIGINT halted the run (a second one exits at once).
+    """
+    for setting, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(setting, value)
     from prefect import State
 
     from flows.generate import generate_videos
+    from flows.rerun import rerun_failed
     from i2v.manifest import summarize
+    from i2v.merged import ROOT
     from i2v.report import console_summary
-    from tasks.resources import destination
+    from i2v.rerun import split_manifest_uri
+    from tasks import resources
 
-    call: Any = generate_videos(**{k: v for k, v in params.items() if v is not None}, return_state=True)
-    state: State[Any] = asyncio.run(call)
+    flow = {"generate_videos": generate_videos, "rerun_failed": rerun_failed}[name]
+    run = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
+    params = {**{k: v for k, v in params.items() if v is not None}, "run_name": run}
+    halted: list[str] = []
+
+    async def watched() -> State[Any]:
+        def halt() -> None:
+            if halted:
+                os._exit(130)
+            halted.append("SIGINT")
+            resources.halt_all("stopped by a signal")
+
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread: no signals
+            loop.add_signal_handler(signal.SIGINT, halt)
+        state: State[Any] = await flow(**params, return_state=True)  # type: ignore[operator]
+        return state
+
+    state = asyncio.run(watched())
     result = state.result(raise_on_failure=False)
-    dest = destination(params["dest"])
-    summary = Summary(**result) if isinstance(result, dict) else summarize(dest)
+    dest_uri = params["dest"] if "dest" in params else split_manifest_uri(params["manifest"])[0]
+    dest = resources.destination(dest_uri)
+    own = f"runs/{run}/manifest.parquet"
+    summary = Summary(**result) if isinstance(result, dict) else summarize(dest, own)
     if summary.total:
         print()
-        print(console_summary(summary, manifest_uri=dest.uri_for("manifest.parquet")))
+        print(console_summary(summary, manifest_uri=dest.uri_for(own)))
+        print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
+    if halted:
+        return None
     if isinstance(result, BaseException):
         raise result
     if not isinstance(result, dict):

@@ -21,34 +21,45 @@ was made) finds its job in the journal and re-attaches to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
-from i2v import jobs, outcomes
+from i2v import jobs, outcomes, prices
 from i2v.api import VideoApi
 from i2v.blocking import Offload
 from i2v.errors import DownloadError, I2VError, Stopped, StorageError, SubmitUnknown
 from i2v.jobs import RUN_FATAL
-from i2v.journal import Journal, Submission
+from i2v.journal import Entry, Journal, Submission
 from i2v.limiter import AdmissionLimiter
 from i2v.outcomes import Origin, RowOutcome
 from i2v.pacing import PollPacer
+from i2v.policy import RunPolicy
 from i2v.progress import Progress
 from i2v.records import Records
-from i2v.retry import is_transient
-from i2v.rows import Row
+from i2v.retry import Backoff, call_with_retries, is_transient
+from i2v.rows import Row, sniff_image_type
+from i2v.run import RetryPolicy
 from i2v.storage import Destination
 from i2v.transfer import store_video
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Threads writing and decoding videos, apart from the journal's, so a wave of downloads
 #: never delays the journal write that stands between a freed slot and the next create.
 TRANSFER_THREADS = 4
+#: How long a destination may be unreachable before a row fails for it (about 30 s in all).
+STORAGE_BACKOFF = Backoff(attempts=6, initial_s=1.0, max_s=16.0)
+#: Input images remembered as already copied into the destination.
+KEPT_INPUTS_REMEMBERED = 4096
 #: Download URLs answering these are gone for good; the next run starts a fresh job.
 _EXPIRED = frozenset({403, 404, 410})
 
@@ -75,6 +86,34 @@ class EngineOptions:
     job_timeout_s: float = 900.0
     #: Videos being downloaded at once (each holds at most a part buffer and a spool file).
     max_transfers: int = 8
+    #: Which failures of earlier runs a run tries again: those that may pass another
+    #: time, or every one (a content-moderation verdict too).
+    retry: RetryPolicy = "retryable"
+    #: Send again a create whose earlier outcome is unknown (it may be paid twice).
+    resubmit_unknown: bool = False
+    max_failure_ratio: float | None = None
+    max_credits: float | None = None
+
+
+class _Patient:
+    """Blocking storage calls that wait out a short outage of the destination.
+
+    A transient storage failure (a refused connection, a 5xx) is tried again with backoff
+    for about half a minute before it becomes the row's failure; a halt cuts the wait.
+    """
+
+    def __init__(self, offload: Offload, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._offload = offload
+        self._sleep = sleep
+
+    async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        value, _ = await call_with_retries(
+            lambda: self._offload(fn, *args, **kwargs),
+            retry_if=is_transient,
+            backoff=STORAGE_BACKOFF,
+            sleep=self._sleep,
+        )
+        return value
 
 
 @dataclass
@@ -100,12 +139,21 @@ class Engine:
     progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
-        self.journal = Journal(self.dest, self.offload)
-        self.records = Records(self.dest, self.offload)
+        self._patient = _Patient(self.offload, self._sleep)
+        self.journal = Journal(self.dest, self._patient)
+        self.records = Records(self.dest, self._patient)
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
         self._claims: dict[str, asyncio.Future[RowOutcome]] = {}
-        self.fatal: I2VError | None = None
+        self.policy = RunPolicy(self.options.max_failure_ratio, self.options.max_credits)
+        #: Why the run stopped sending work, if it did.
+        self.stopped: Stopped | None = None
+        # Set when the run must also stop waiting on jobs (a signal, not a limit).
+        self._halt = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # Input images known to be in the destination (recent ones; most runs reuse a few).
+        self._inputs_kept: OrderedDict[str, None] = OrderedDict()
+        self._inputs_lock = threading.Lock()
 
     async def run_batch(
         self, rows: Sequence[Row], *, flow_run_id: str | None = None, final: bool = True
@@ -149,10 +197,33 @@ class Engine:
 
     def stop(self, reason: I2VError) -> None:
         """Send nothing more; rows already at the provider finish."""
-        if self.fatal is None:
-            self.fatal = reason
+        stop = self.limiter.stop(reason)
+        if self.stopped is None:
+            self.stopped = stop
             log.error("stopping the run: %s", reason)
-        self.limiter.stop(reason)
+
+    def halt(self, reason: str) -> None:
+        """Stop now (a signal): send nothing more and stop waiting on running jobs.
+
+        Every started job stays in the journal, so a rerun re-attaches to it; rows cut
+        short are skipped with the reason. Safe to call from another thread.
+        """
+
+        def now() -> None:
+            self.stop(Stopped(reason))
+            self._halt.set()
+
+        self._loop.call_soon_threadsafe(now)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A wait between polls or after a 429 that a halt cuts short."""
+        if self._halt.is_set():
+            raise self.stopped or Stopped("the run was stopped")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._halt.wait()
+        if self._halt.is_set():
+            raise self.stopped or Stopped("the run was stopped")
 
     async def _process(self, row: Row, origin: Origin, *, final: bool) -> _Result:
         first = self._claims.get(row.key)
@@ -187,18 +258,27 @@ class Engine:
 
     async def _work(self, row: Row, origin: Origin, *, final: bool) -> _Result:
         known: dict[str, Any] = {}
+        estimate = 0.0
         try:
-            record = await self.records.load(row.key)
+            record, entry, body = await self._patient(self._look_up, row)
             if record is not None:
                 earlier = await self._from_record(row, record, origin)
                 if earlier is not None:
                     return earlier
-            submission = await self._reattach(row)
+            submission = await self._reattach(row, entry)
             if submission is None:
-                body = await self.offload(row.request_body)
-                submission = await jobs.submit(
-                    self.api, row, self.journal, self.limiter, run=self.options.run, body=body
-                )
+                if body is None:
+                    body = await self.offload(row.request_body)
+                estimate = prices.estimate(row.model, row.params).credits
+                self.policy.reserve(estimate)
+                try:
+                    submission = await jobs.submit(
+                        self.api, row, self.journal, self.limiter, run=self.options.run, body=body, sleep=self._sleep
+                    )
+                except BaseException:
+                    self.policy.settle(estimate, 0.0)
+                    estimate = 0.0
+                    raise
             known.update(
                 generation_id=submission.generation_id,
                 submit_attempts=submission.attempts,
@@ -211,17 +291,29 @@ class Engine:
                     self.pacer,
                     job=jobs.job_class(row),
                     deadline=submission.submitted_at + self.options.job_timeout_s,
+                    sleep=self._sleep,
                 )
             finally:
                 self.limiter.release(accepted=True)
+            if estimate:
+                self.policy.settle(estimate, finished.credits_used)
+                estimate = 0.0
             known.update(polls=finished.polls, completed_at=finished.completed_at, credits_used=finished.credits_used)
             async with self._transfer_slots:
-                stored = await store_video(
-                    self.downloads, finished.video_url, self.dest, name=row.id, offload=self._transfers
+                stored, _ = await call_with_retries(
+                    lambda: store_video(
+                        self.downloads, finished.video_url, self.dest, name=row.id, offload=self._transfers
+                    ),
+                    retry_if=is_transient,
+                    backoff=STORAGE_BACKOFF,
+                    sleep=self._sleep,
                 )
             outcome = outcomes.completed(row, finished, stored, origin)
         except Stopped as exc:
-            return _Result(outcomes.not_submitted(row, exc, origin))
+            if self.stopped is None:
+                # A limit was reached on this row: nothing more is sent, for any row.
+                self.stop(exc)
+            return _Result(outcomes.stopped(row, exc, origin, **known))
         except Exception as exc:  # noqa: BLE001 - every failure becomes the row's outcome, named
             if isinstance(exc, RUN_FATAL):
                 self.stop(exc)
@@ -231,7 +323,14 @@ class Engine:
             outcome = outcomes.failed(row, exc, origin, **known)
             if is_transient(exc) and not final:
                 return _Result(outcome, unfinished=True)
+        finally:
+            if estimate:
+                # The job ended without a video: assume it cost what was estimated.
+                self.policy.settle(estimate, None)
         await self._record(outcome)
+        verdict = self.policy.judge(failed=outcome.status == "failed")
+        if verdict is not None and self.stopped is None:
+            self.stop(verdict)
         return _Result(outcome)
 
     async def _from_record(self, row: Row, record: RowOutcome, origin: Origin) -> _Result | None:
@@ -240,14 +339,53 @@ class Engine:
             if record.row_index == row.index:
                 return _Result(record, reused=True)
             return _Result(outcomes.duplicate(row, record, origin))
-        if record.status == "completed" and await self.records.video_intact(record):
-            return _Result(outcomes.already_done(row, record, origin))
-        return None
+        if record.status == "completed":
+            if await self.records.video_intact(record):
+                return _Result(outcomes.already_done(row, record, origin))
+            return None
+        if record.status != "failed" or record.retryable or self.options.retry == "all":
+            return None
+        if record.error_kind == SubmitUnknown.kind and self.options.resubmit_unknown:
+            return None
+        return _Result(outcomes.not_retried(row, record, origin))
 
-    async def _reattach(self, row: Row) -> Submission | None:
+    def _look_up(self, row: Row) -> tuple[RowOutcome | None, Entry | None, dict[str, Any] | None]:
+        """What the destination knows of the row, and (for new work) its request body.
+
+        One call in one thread: a row's first steps cost one hop off the event loop. A
+        local or inline image is copied into the destination here, once per image, so the
+        manifest can name it and a rerun needs nothing but the destination.
+        """
+        record = self.records.read(row.key)
+        entry = self.journal.read(row.key)
+        self._keep_input(row)
+        body = row.request_body() if record is None and entry is None else None
+        return record, entry, body
+
+    def _keep_input(self, row: Row) -> None:
+        key = row.image_key
+        if key is None:
+            return
+        with self._inputs_lock:
+            if key in self._inputs_kept:
+                self._inputs_kept.move_to_end(key)
+                return
+        if self.dest.size(key) is None:
+            data = row.image_bytes()
+            if data is not None:
+                self.dest.put_bytes(key, data, sniff_image_type(data) or "application/octet-stream")
+        with self._inputs_lock:
+            self._inputs_kept[key] = None
+            while len(self._inputs_kept) > KEPT_INPUTS_REMEMBERED:
+                self._inputs_kept.popitem(last=False)
+
+    async def _reattach(self, row: Row, entry: Entry | None) -> Submission | None:
         """The live job a journal entry names for this row, counted as in flight."""
-        entry = await self.journal.load(row.key)
         if entry is None:
+            return None
+        if entry.state == "sending" and self.options.resubmit_unknown:
+            log.warning("row %s: sending again a create whose outcome was unknown (run %s)", row.index, entry.run)
+            await self.journal.forget(row.key)
             return None
         if entry.state == "sending":
             raise SubmitUnknown(

@@ -24,6 +24,9 @@ from typing import BinaryIO
 from i2v.errors import InputError
 
 REQUIRED_COLUMNS = ("image_url", "prompt")
+#: The longest cell read: room for a 20 MB image inline as a data URI, and no more.
+MAX_CELL_CHARS = 32 * 1024 * 1024
+csv.field_size_limit(MAX_CELL_CHARS)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from i2v.blocking import Offload
+from i2v.blocking import Runs
 from i2v.models import RouteName
 from i2v.storage import Destination
 
@@ -78,7 +78,7 @@ class Entry:
 class Journal:
     """Journal entries kept under a destination; storage calls run through ``offload``."""
 
-    def __init__(self, dest: Destination, offload: Offload) -> None:
+    def __init__(self, dest: Destination, offload: Runs) -> None:
         self.dest = dest
         self._offload = offload
 
@@ -106,7 +106,11 @@ class Journal:
         await self._write(entry)
 
     async def load(self, row_key: str) -> Entry | None:
-        raw = await self._offload(self.dest.get_bytes, journal_key(row_key))
+        return await self._offload(self.read, row_key)
+
+    def read(self, row_key: str) -> Entry | None:
+        """The entry for ``row_key``, read in the calling thread."""
+        raw = self.dest.get_bytes(journal_key(row_key))
         if raw is None:
             return None
         try:

@@ -15,6 +15,10 @@ publish it. :class:`AdmissionLimiter` learns it, the way TCP learns a path's cap
 * **Retry-After** holds growth back: no probe above the target before the time the
   provider named. Slots freed by finished jobs are refilled meanwhile, because that
   keeps the run at, not above, what the provider just accepted.
+* **Shared slots.** When several processes (workers) send to one provider account,
+  an optional :class:`SharedSlots` gate caps them together: a granted slot also takes
+  one of the gate's slots before the create is sent, and gives it back whenever the
+  slot is given back.
 
 Waiters are served first come, first served; a create sent back by a 429 rejoins at
 the head of the queue, so no row starves. Every state change happens on one event
@@ -30,11 +34,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from i2v.errors import I2VError, Stopped
 
 #: Slow start begins here (or at ``max_in_flight`` when that is lower).
 INITIAL_TARGET = 4
+
+
+class SharedSlots(Protocol):
+    """Slots shared with other processes, e.g. a Prefect global concurrency limit.
+
+    ``acquire`` waits for a slot; ``release`` gives one back without waiting (it may
+    finish in the background). Slots are interchangeable: any release returns any slot.
+    """
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,11 @@ class AdmissionLimiter:
     ways: :meth:`rejected` (429: no job was made), :meth:`accepted` then :meth:`release`
     (the job ran and has ended), or :meth:`release` alone (the create failed otherwise).
     A re-attached job that is already running takes its slot with :meth:`adopt`.
+
+    With a ``gate``, :meth:`acquire` also waits for one of the gate's slots after its
+    own, and :meth:`rejected` and :meth:`release` give one back. An adopted job is
+    already at the provider, so it does not wait: the next slot given back keeps its
+    gate slot instead of returning it, which makes the count right again.
     """
 
     def __init__(
@@ -64,6 +86,7 @@ class AdmissionLimiter:
         *,
         initial: int = INITIAL_TARGET,
         clock: Callable[[], float] = time.monotonic,
+        gate: SharedSlots | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -78,14 +101,31 @@ class AdmissionLimiter:
         self._peak = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._stopped: Stopped | None = None
+        self._gate = gate
+        #: Slots in flight holding no gate slot (adopted jobs), paid back on release.
+        self._unbacked = 0
 
     # --- taking and returning slots -------------------------------------------------
 
     async def acquire(self, *, first: bool = False) -> None:
-        """Wait for a slot; ``first`` puts the caller at the head of the queue.
+        """Wait for a slot (and then a gate slot); ``first`` puts the caller at the head of the queue.
 
         Raises :class:`Stopped` once the run has stopped admitting work.
         """
+        await self._acquire_own(first=first)
+        if self._gate is None:
+            return
+        try:
+            await self._gate.acquire()
+        except BaseException:
+            self._give_back()
+            raise
+        if self._stopped is not None:
+            self._gate.release()
+            self._give_back()
+            raise self._stopped
+
+    async def _acquire_own(self, *, first: bool) -> None:
         if self._stopped is not None:
             raise self._stopped
         if not self._waiters and self._in_flight < self._allowed():
@@ -110,6 +150,8 @@ class AdmissionLimiter:
         """Count a job that is already running at the provider (re-attached after a crash)."""
         self._take()
         self._accepted += 1
+        if self._gate is not None:
+            self._unbacked += 1
 
     def accepted(self) -> None:
         """The create was answered with a job: it holds its slot until :meth:`release`."""
@@ -127,12 +169,14 @@ class AdmissionLimiter:
         self._target = max(1.0, min(self._target, float(self._accepted)))
         if retry_after:
             self._hold_until = max(self._hold_until, self._clock() + retry_after)
+        self._release_gate()
         self._give_back()
 
     def release(self, *, accepted: bool) -> None:
         """The slot's job has ended (``accepted``), or its create failed without making one."""
         if accepted:
             self._accepted -= 1
+        self._release_gate()
         self._give_back()
 
     # --- stopping -------------------------------------------------------------------
@@ -154,6 +198,10 @@ class AdmissionLimiter:
     def stopped(self) -> Stopped | None:
         return self._stopped
 
+    @property
+    def gate(self) -> SharedSlots | None:
+        return self._gate
+
     def stats(self) -> LimiterStats:
         return LimiterStats(
             target=round(self._target, 2),
@@ -172,6 +220,14 @@ class AdmissionLimiter:
     def _take(self) -> None:
         self._in_flight += 1
         self._peak = max(self._peak, self._in_flight)
+
+    def _release_gate(self) -> None:
+        if self._gate is None:
+            return
+        if self._unbacked:
+            self._unbacked -= 1
+        else:
+            self._gate.release()
 
     def _give_back(self) -> None:
         self._in_flight -= 1

@@ -1,11 +1,11 @@
-"""The manifest table: one row per input row, as Parquet and CSV, assembled from parts.
+"""A run's manifest: one row per input row, as Parquet and CSV, assembled from parts.
 
 Each shard writes its rows' outcomes as a part, ``runs/<run>/parts/<shard>.parquet``,
 when it ends; nothing of a shard is held after that. At the end of the run the parts are
-streamed, in order, into ``runs/<run>/manifest.parquet`` and ``manifest.csv``, which
-also become the latest manifest at the destination's root. Memory stays bounded by one
-part; every file is written through the destination, atomically, so a reader never
-sees half a table.
+streamed, in order, into ``runs/<run>/manifest.parquet`` and ``manifest.csv`` (the
+destination's root manifest, merged over every run, is :mod:`i2v.merged`'s). Memory
+stays bounded by one part; every file is written through the destination, atomically,
+so a reader never sees half a table.
 
 ``manifest.csv`` is for people and spreadsheets: a cell that a spreadsheet would run as
 a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is
@@ -99,12 +99,12 @@ def read_part(dest: Destination, key: str) -> pa.Table | None:
 
 
 def assemble(dest: Destination, run: str, parts: Sequence[pa.Table]) -> dict[str, str]:
-    """Stream ``parts`` into the run's manifest and make it the latest; returns the URIs written."""
+    """Stream ``parts`` into the run's own manifest; returns the URIs written."""
     return write_tables(dest, run, iter(parts))
 
 
 def write_tables(dest: Destination, run: str, tables: Iterator[pa.Table]) -> dict[str, str]:
-    """Write a manifest from tables given in row order, one at a time; returns the URIs written."""
+    """Write a run's manifest from tables given in row order, one at a time; returns the URIs written."""
     with tempfile.TemporaryDirectory(prefix="i2v-manifest-") as tmp:
         parquet_path = Path(tmp) / "manifest.parquet"
         csv_path = Path(tmp) / "manifest.csv"
@@ -113,14 +113,11 @@ def write_tables(dest: Destination, run: str, tables: Iterator[pa.Table]) -> dic
             out.writerow(COLUMNS)
             for table in tables:
                 parquet.write_table(table)
-                for record in table.to_pylist():
-                    out.writerow([_csv_cell(record[name]) for name in COLUMNS])
+                _csv_rows(out, table, COLUMNS)
         written = {}
         for key, path, kind in (
             (f"runs/{run}/manifest.parquet", parquet_path, PARQUET),
             (f"runs/{run}/manifest.csv", csv_path, "text/csv"),
-            ("manifest.parquet", parquet_path, PARQUET),
-            ("manifest.csv", csv_path, "text/csv"),
         ):
             _upload(dest, key, path, kind)
             written[key] = dest.uri_for(key)
@@ -128,8 +125,23 @@ def write_tables(dest: Destination, run: str, tables: Iterator[pa.Table]) -> dic
 
 
 def write_manifest(dest: Destination, outcomes: Sequence[RowOutcome], *, run: str) -> dict[str, str]:
-    """Write a whole manifest at once (small runs and tests); returns the URIs written."""
+    """Write a run's whole manifest at once (small runs and tests); returns the URIs written."""
     return write_tables(dest, run, iter([to_table(outcomes)]))
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """A table as spreadsheet-safe CSV (see the module docstring)."""
+    text = io.StringIO(newline="")
+    out = csv.writer(text)
+    out.writerow(table.column_names)
+    _csv_rows(out, table, table.column_names)
+    return text.getvalue().encode()
+
+
+def _csv_rows(out: Any, table: pa.Table, columns: Sequence[str]) -> None:
+    for batch in table.to_batches(max_chunksize=4096):
+        for record in batch.to_pylist():
+            out.writerow([_csv_cell(record[name]) for name in columns])
 
 
 def read_outcomes(dest: Destination, key: str = "manifest.parquet") -> list[RowOutcome]:
@@ -145,7 +157,7 @@ def read_outcomes(dest: Destination, key: str = "manifest.parquet") -> list[RowO
     return [RowOutcome(**{str(k): v for k, v in record.items() if k in known}) for record in frame.to_dict("records")]
 
 
-def summarize(dest: Destination, key: str = "manifest.parquet") -> Summary:
+def summarize(dest: Destination, key: str) -> Summary:
     """The summary of a stored manifest, read a batch of rows at a time."""
     raw = dest.get_bytes(key)
     tally = Tally()

@@ -123,8 +123,10 @@ def _duration(frames: int, fps: float, first: int | None, last: int | None, time
 
 def _jpeg(frame: av.VideoFrame) -> bytes:
     image = frame.to_image()  # type: ignore[no-untyped-call]
-    height = max(2, round(image.height * THUMBNAIL_WIDTH / max(1, image.width)))
-    image = image.resize((THUMBNAIL_WIDTH, height))
+    if image.width > THUMBNAIL_WIDTH:
+        # Smaller frames are kept as they are: enlarging them shows nothing more.
+        height = max(2, round(image.height * THUMBNAIL_WIDTH / image.width))
+        image = image.resize((THUMBNAIL_WIDTH, height))
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=80)
     return out.getvalue()

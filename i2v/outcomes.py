@@ -34,6 +34,7 @@ class RowOutcome:
     image_url: str
     prompt: str
     model: str | None
+    route: str | None
     params: str
     status: Status
     error_kind: str | None = None
@@ -77,9 +78,10 @@ def base(row: Row, origin: Origin) -> dict[str, Any]:
         "row_key": row.key,
         "row_index": row.index,
         "id": row.id,
-        "image_url": shorten_image_ref(row.image_ref),
+        "image_url": shorten_image_ref(row.image_shown),
         "prompt": row.prompt,
         "model": row.model,
+        "route": row.route,
         "params": json.dumps(dict(row.params), sort_keys=True),
         "run": origin.run,
         "flow_run_id": origin.flow_run_id,
@@ -120,6 +122,7 @@ def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
         image_url=bad.cells.get("image_url", ""),
         prompt=bad.cells.get("prompt", ""),
         model=bad.cells.get("model") or None,
+        route=None,
         params="{}",
         status="failed",
         error_kind="invalid_input",
@@ -155,14 +158,35 @@ def failed(row: Row, exc: BaseException, origin: Origin, **known: Any) -> RowOut
     )
 
 
-def not_submitted(row: Row, stopped: Stopped, origin: Origin) -> RowOutcome:
-    """A valid row the run stopped before sending (the account or key failed)."""
+def stopped(row: Row, stop: Stopped, origin: Origin, **known: Any) -> RowOutcome:
+    """A valid row the run stopped before finishing.
+
+    After a bad key or an empty account the row failed for that reason; after a signal or
+    a spending or failure limit it was only skipped. ``known`` carries a job already
+    started, which a rerun re-attaches to.
+    """
+    job = known.get("generation_id")
+    where = f"job {job} was still running; a rerun re-attaches to it" if job else "not submitted"
     return RowOutcome(
         **base(row, origin),
-        status="failed",
-        error_kind=stopped.kind,
-        error_message=f"not submitted: {stopped}",
+        status="failed" if stop.cause is not None else "skipped",
+        error_kind=stop.kind,
+        error_message=f"{where}: {stop}",
         retryable=True,
+        **known,
+    )
+
+
+def not_retried(row: Row, record: RowOutcome, origin: Origin) -> RowOutcome:
+    """A row whose work failed for good in an earlier run: reported again, not paid for again."""
+    carried = {name: getattr(record, name) for name in ("generation_id", "submitted_at", "completed_at")}
+    return RowOutcome(
+        **base(row, origin),
+        status="skipped",
+        error_kind=record.error_kind,
+        error_message=f"not retried (failed for good in run {record.run}): {record.error_message}",
+        retryable=False,
+        **carried,
     )
 
 

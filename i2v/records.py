@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from i2v.blocking import Offload
+from i2v.blocking import Runs
 from i2v.errors import StorageError
 from i2v.outcomes import RowOutcome
 from i2v.storage import Destination
@@ -23,7 +23,7 @@ RECORDS_PREFIX = "records/"
 class Records:
     """Outcome records kept under a destination; storage calls run through ``offload``."""
 
-    def __init__(self, dest: Destination, offload: Offload) -> None:
+    def __init__(self, dest: Destination, offload: Runs) -> None:
         self.dest = dest
         self._offload = offload
 
@@ -33,12 +33,11 @@ class Records:
         await self._offload(self.dest.put_bytes, record_key(outcome.row_key), data, "application/json")
 
     async def load(self, row_key: str) -> RowOutcome | None:
-        try:
-            raw = await self._offload(self.dest.get_bytes, record_key(row_key))
-            return RowOutcome.from_json(raw) if raw is not None else None
-        except (StorageError, ValueError, TypeError) as exc:
-            log.warning("ignoring unreadable record for %s: %s", row_key, exc)
-            return None
+        return await self._offload(self.read, row_key)
+
+    def read(self, row_key: str) -> RowOutcome | None:
+        """The record of ``row_key``, read in the calling thread."""
+        return read_record(self.dest, row_key)
 
     async def video_intact(self, record: RowOutcome) -> bool:
         """Whether the record's video is still stored at its recorded size."""
@@ -49,6 +48,16 @@ class Records:
             return False
         size = await self._offload(self.dest.size, key)
         return size == record.video_bytes
+
+
+def read_record(dest: Destination, row_key: str) -> RowOutcome | None:
+    """The record of ``row_key`` in ``dest``; None if there is none, or it cannot be read."""
+    try:
+        raw = dest.get_bytes(record_key(row_key))
+        return RowOutcome.from_json(raw) if raw is not None else None
+    except (StorageError, ValueError, TypeError) as exc:
+        log.warning("ignoring unreadable record for %s: %s", row_key, exc)
+        return None
 
 
 def record_key(row_key: str) -> str:

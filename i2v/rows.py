@@ -31,7 +31,10 @@ from i2v.errors import InputError
 from i2v.inputs import REQUIRED_COLUMNS
 from i2v.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
 
-RESERVED_COLUMNS = ("id", "model", *REQUIRED_COLUMNS)
+RESERVED_COLUMNS = ("id", "model", "api_path", *REQUIRED_COLUMNS)
+#: Where a copy of each local or inline image is kept in the destination, by content.
+INPUTS_PREFIX = "inputs/"
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 KEY_LENGTH = 20
 _NO_LIMIT = 1 << 62
@@ -66,6 +69,21 @@ class Row:
     image_ref: str
     params: Mapping[str, Any]
     image_path: str | None = None
+    #: For a local file or a data URI: where its copy lives in the destination
+    #: (``inputs/<sha256>.<ext>``), the ``image_url`` the manifest gives. None for a URL.
+    image_key: str | None = None
+
+    @property
+    def image_shown(self) -> str:
+        """The image as the manifest names it: the URL, or the key of the destination's copy."""
+        return self.image_key or self.image_ref
+
+    def image_bytes(self) -> bytes | None:
+        """The image itself, for a local file or a data URI (None for a URL)."""
+        if self.image_path is not None:
+            return Path(self.image_path).read_bytes()
+        match = _DATA_URI.match(self.image_ref)
+        return base64.b64decode(match.group(2)) if match else None
 
     def request_body(self) -> dict[str, Any]:
         """The JSON body of the create request (local images become data URIs)."""
@@ -174,14 +192,17 @@ class _RowValidator:
         self.model = model
         self.route = route
         self.defaults = defaults
-        self.image_digests: dict[Path, str] = {}
+        self.image_digests: dict[Path, tuple[str, str]] = {}
 
     def validate(self, index: int, line: int, cells: Mapping[str, str]) -> Row:
         spec = self._model(cells.get("model", ""))
+        wanted = cells.get("api_path", "").strip().lower() or self.route
+        if wanted not in (None, "universal", "legacy"):
+            raise _Problem("api_path", f"must be universal or legacy, got {wanted!r}")
         try:
-            route = spec.route(self.route)
+            route = spec.route(wanted)  # type: ignore[arg-type]
         except KeyError as exc:
-            raise _Problem("model", str(exc.args[0])) from None
+            raise _Problem("api_path" if cells.get("api_path", "").strip() else "model", str(exc.args[0])) from None
         prompt = cells.get("prompt", "").strip()
         if not prompt:
             raise _Problem("prompt", "is empty")
@@ -189,7 +210,7 @@ class _RowValidator:
             raise _Problem(
                 "prompt", f"has {len(prompt)} characters; {spec.name} accepts {route.prompt_min} to {route.prompt_max}"
             )
-        image_ref, image_path, image_identity = self._image(cells.get("image_url", "").strip())
+        image_ref, image_path, image_identity, image_key = self._image(cells.get("image_url", "").strip())
         params = self._params(spec, route, cells)
         key = row_key(spec.api_id, route.name, params, prompt, image_identity)
         row_id = self._id(cells.get("id", "").strip(), key)
@@ -205,6 +226,7 @@ class _RowValidator:
             image_ref=image_ref,
             params=params,
             image_path=str(image_path) if image_path else None,
+            image_key=image_key,
         )
 
     def _model(self, name: str) -> ModelSpec:
@@ -215,7 +237,8 @@ class _RowValidator:
         except KeyError as exc:
             raise _Problem("model", str(exc.args[0])) from None
 
-    def _image(self, ref: str) -> tuple[str, Path | None, str]:
+    def _image(self, ref: str) -> tuple[str, Path | None, str, str | None]:
+        """(the reference, a local path, what identifies the image, where its copy is kept)."""
         if not ref:
             raise _Problem("image_url", "is empty")
         if ref.lower().startswith("data:"):
@@ -228,22 +251,27 @@ class _RowValidator:
                 raise _Problem("image_url", "has invalid base64 in its data URI") from None
             if not payload:
                 raise _Problem("image_url", "is a data URI with no data")
-            return ref, None, "sha256:" + hashlib.sha256(payload).hexdigest()
+            mime = sniff_image_type(payload)
+            if mime is None:
+                raise _Problem("image_url", "is a data URI whose data is not a PNG, JPEG, GIF or WebP image")
+            digest = hashlib.sha256(payload).hexdigest()
+            return ref, None, f"sha256:{digest}", _input_key(digest, mime)
         parts = urlsplit(ref)
         if parts.scheme in ("http", "https"):
             if not parts.netloc:
                 raise _Problem("image_url", f"is not a valid URL: {ref!r}")
-            return ref, None, ref
+            return ref, None, ref, None
         if parts.scheme and len(parts.scheme) > 1:
             raise _Problem(
                 "image_url", f"uses {parts.scheme}:// but only http(s) URLs, data URIs and local paths are accepted"
             )
         path = (self.base_dir / ref).resolve()
-        digest = self.image_digests.get(path)
-        if digest is None:
-            digest = _local_image_digest(path, ref)
-            self.image_digests[path] = digest
-        return ref, path, digest
+        found = self.image_digests.get(path)
+        if found is None:
+            found = _local_image_digest(path, ref)
+            self.image_digests[path] = found
+        digest, mime = found
+        return ref, path, f"sha256:{digest}", _input_key(digest, mime)
 
     def _params(self, spec: ModelSpec, route: Route, cells: Mapping[str, str]) -> dict[str, Any]:
         given: dict[str, tuple[Any, str]] = {}
@@ -344,7 +372,11 @@ def shorten_image_ref(ref: str, limit: int = 80) -> str:
     return ref if len(ref) <= 2048 else ref[:limit] + "…"
 
 
-def _local_image_digest(path: Path, ref: str) -> str:
+def _input_key(digest: str, mime: str) -> str:
+    return f"{INPUTS_PREFIX}{digest}.{_EXTENSIONS.get(mime, 'img')}"
+
+
+def _local_image_digest(path: Path, ref: str) -> tuple[str, str]:
     try:
         size = path.stat().st_size
         if not path.is_file():
@@ -356,9 +388,10 @@ def _local_image_digest(path: Path, ref: str) -> str:
         raise _Problem("image_url", f"local image {ref!r} not found (looked at {path})") from None
     except OSError as exc:
         raise _Problem("image_url", f"local image {ref!r} cannot be read: {exc.strerror}") from None
-    if sniff_image_type(data) is None:
+    mime = sniff_image_type(data)
+    if mime is None:
         raise _Problem("image_url", f"{ref!r} is not a PNG, JPEG, GIF or WebP image")
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest(), mime
 
 
 def run_model(name: str) -> ModelSpec:

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from i2v.errors import ConfigError
 from i2v.models import DEFAULT_MODEL, RouteName
@@ -29,6 +29,8 @@ DEFAULT_MAX_IN_FLIGHT = 16
 
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
+RetryPolicy = Literal["retryable", "all"]
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -44,6 +46,11 @@ class RunSpec:
     poll_interval_s: float = 10.0
     job_timeout_s: float = 900.0
     rows_per_task: int | None = None
+    #: Which failures of earlier runs to try again: ``retryable`` ones, or ``all``.
+    retry: RetryPolicy = "retryable"
+    resubmit_unknown: bool = False
+    max_failure_ratio: float | None = None
+    max_credits: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -54,6 +61,12 @@ class RunSpec:
             raise ConfigError(f"job_timeout_s must be positive, got {self.job_timeout_s}")
         if self.rows_per_task is not None and self.rows_per_task < 1:
             raise ConfigError(f"rows_per_task must be at least 1, got {self.rows_per_task}")
+        if self.max_failure_ratio is not None and not 0 <= self.max_failure_ratio <= 1:
+            raise ConfigError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
+        if self.max_credits is not None and self.max_credits < 0:
+            raise ConfigError(f"max_credits must not be negative, got {self.max_credits}")
+        if self.retry not in ("retryable", "all"):
+            raise ConfigError(f"retry must be 'retryable' or 'all', got {self.retry!r}")
 
     def batch_size(self, shard_rows: int) -> int:
         """Rows per task run for a shard: one for small shards, so few task runs for large ones."""
@@ -63,10 +76,17 @@ class RunSpec:
 
 
 def run_name(label: str | None, *, now: float | None = None) -> str:
-    """A run's folder name under ``runs/``: a UTC timestamp and a label, safe as a key."""
+    """A run's folder name under ``runs/``: a UTC timestamp and a label, safe as a key.
+
+    The timestamp comes first, so runs sort by when they started.
+    """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    tail = _NAME.sub("-", label or "local").strip("-.") or "local"
-    return f"{stamp}-{tail[:60]}"
+    return f"{stamp}-{safe_label(label)}"
+
+
+def safe_label(label: str | None) -> str:
+    """``label`` reduced to letters, digits, '.', '_' and '-' (a run name given by a caller)."""
+    return (_NAME.sub("-", label or "local").strip("-.") or "local")[:60]
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:

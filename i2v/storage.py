@@ -18,7 +18,7 @@ import uuid
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from i2v.errors import ConfigError, StorageError
@@ -65,7 +65,8 @@ class Destination(ABC):
     uri: str
 
     @abstractmethod
-    def open_writer(self, key: str, content_type: str) -> ObjectWriter: ...
+    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
+        """Start writing ``key``; ``durable`` waits, at commit, until the disk has it (local folders)."""
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
@@ -82,6 +83,14 @@ class Destination(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object; absent objects are not an error."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        """Write a small object only if ``key`` has none yet; False if it already has one.
+
+        Of several writers racing for a key, exactly one gets True: a conditional write,
+        so a writer that dies leaves no lock behind, only the object it wrote.
+        """
 
     @abstractmethod
     def uri_for(self, key: str) -> str: ...
@@ -101,9 +110,9 @@ class Destination(ABC):
     def check(self) -> None:
         """Raise :class:`ConfigError` if the destination cannot be written."""
 
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str, *, durable: bool = True) -> None:
         """Write a small object atomically."""
-        writer = self.open_writer(key, content_type)
+        writer = self.open_writer(key, content_type, durable=durable)
         try:
             writer.write(data)
             writer.commit()
@@ -133,8 +142,8 @@ class LocalDestination(Destination):
         self.root = root.expanduser().resolve()
         self.uri = str(self.root)
 
-    def open_writer(self, key: str, content_type: str) -> ObjectWriter:
-        return _LocalWriter(self._path(key))
+    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
+        return _LocalWriter(self._path(key), durable=durable)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -168,6 +177,26 @@ class LocalDestination(Destination):
         except OSError as exc:
             raise StorageError(f"cannot delete {self._path(key)}: {exc.strerror}", transient=True) from exc
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        # Written whole under a temporary name, then hard-linked into place: link(2), like
+        # open(O_CREAT | O_EXCL), fails if the name exists, and readers never see half a file.
+        final = self._path(key)
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, final)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot write {final}: {exc.strerror}", transient=True) from exc
+        finally:
+            temporary.unlink(missing_ok=True)
+        return True
+
     def uri_for(self, key: str) -> str:
         return str(self._path(key))
 
@@ -180,19 +209,26 @@ class LocalDestination(Destination):
             raise ConfigError(f"destination folder {self.root} is not writable")
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if path != self.root and self.root not in path.parents:
+        # Keys are checked as text, not resolved on disk: resolving costs a system call per
+        # path component, on every write. No key may climb out or start from the top.
+        parts = PurePosixPath(key).parts
+        if key.startswith("/") or ".." in parts or "\x00" in key or "\\" in key:
             raise StorageError(f"key {key!r} escapes the destination folder")
-        return path
+        return self.root.joinpath(*parts)
 
 
 class _LocalWriter:
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, durable: bool) -> None:
         self.final = final
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.durable = durable
         self.local_path: Path | None = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
         # Unbuffered: the partial file is probed before commit and must hold every chunk.
-        self._handle = self.local_path.open("wb", buffering=0)
+        try:
+            self._handle = self.local_path.open("wb", buffering=0)
+        except FileNotFoundError:
+            # The folder's first object: make the folder (asking on every write costs calls).
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.local_path.open("wb", buffering=0)
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -203,7 +239,8 @@ class _LocalWriter:
     def commit(self) -> None:
         assert self.local_path is not None
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if self.durable:
+            os.fsync(self._handle.fileno())
         self._handle.close()
         os.replace(self.local_path, self.final)
         self.local_path = self.final
@@ -237,7 +274,8 @@ class S3Destination(Destination):
                 self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="i2v-s3-parts")
             return self._pool
 
-    def open_writer(self, key: str, content_type: str) -> ObjectWriter:
+    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
+        # S3 has an object only once it is stored: every write is durable.
         return _MultipartWriter(self, self._key(key), content_type)
 
     def get_bytes(self, key: str) -> bytes | None:
@@ -274,6 +312,19 @@ class S3Destination(Destination):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:
             raise _storage_error(f"cannot delete {self.uri_for(key)}", exc) from exc
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str) -> bool:
+        # A conditional write (AWS S3, MinIO, R2, moto): 412 if the key exists, 409 if
+        # another conditional write to it is under way (one of them will win).
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+        except Exception as exc:
+            if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise _storage_error(f"cannot write {self.uri_for(key)}", exc) from exc
+        return True
 
     def uri_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -53,37 +53,16 @@ def thumbnail_key(name: str) -> str:
 
 async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, name: str, offload: Offload) -> Stored:
     """Download ``url`` into ``videos/<name>.mp4``, decode it, then commit; thumbnail beside it."""
-    key = video_key(name)
-    writer = await offload(dest.open_writer, key, "video/mp4")
-    try:
-        with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
-            spool_path = Path(tmp) / "video.mp4"
-            sink = _Sink(writer, None if writer.local_path is not None else spool_path.open("wb"))
-            try:
-                declared = await _stream(http, url, sink, offload)
-            finally:
-                sink.close()
+    with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
+        sink = _Sink(dest, video_key(name), Path(tmp) / "video.mp4")
+        try:
+            declared = await _stream(http, url, sink, offload)
             if declared is not None and sink.size != declared:
                 raise DownloadError(f"download ended after {sink.size} of {declared} bytes")
-            local = writer.local_path if writer.local_path is not None else spool_path
-            info = await offload(probe, local)
-        await offload(writer.commit)
-    except BaseException:
-        await offload(writer.abort)
-        raise
-    thumbnail_uri = None
-    if info.thumbnail_jpeg:
-        thumb = thumbnail_key(name)
-        await offload(dest.put_bytes, thumb, info.thumbnail_jpeg, "image/jpeg")
-        thumbnail_uri = dest.uri_for(thumb)
-    return Stored(
-        video_uri=dest.uri_for(key),
-        video_bytes=sink.size,
-        video_sha256=sink.digest.hexdigest(),
-        info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
-        thumbnail_uri=thumbnail_uri,
-        stored_at=time.time(),
-    )
+            return await offload(sink.finish, thumbnail_key(name))
+        except BaseException:
+            await offload(sink.abort)
+            raise
 
 
 async def _stream(http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offload) -> int | None:
@@ -109,21 +88,57 @@ async def _stream(http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offlo
 
 
 class _Sink:
-    """Where downloaded bytes go: the destination's writer, a spool file, and their digest."""
+    """Where downloaded bytes go: the destination's writer, a spool file, and their digest.
 
-    def __init__(self, writer: ObjectWriter, spool: BinaryIO | None) -> None:
-        self.writer = writer
-        self.spool = spool
+    Its methods block, and run in a thread: each chunk is one call, and the end (decode,
+    commit, thumbnail) one more.
+    """
+
+    def __init__(self, dest: Destination, key: str, spool_path: Path) -> None:
+        self.dest = dest
+        self.key = key
+        self.spool_path = spool_path
+        self.writer: ObjectWriter | None = None
+        self.spool: BinaryIO | None = None
         self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
+        if self.writer is None:
+            self.writer = self.dest.open_writer(self.key, "video/mp4")
+            # A destination that keeps no local copy gets one to decode from.
+            self.spool = None if self.writer.local_path is not None else self.spool_path.open("wb")
         self.writer.write(chunk)
         if self.spool is not None:
             self.spool.write(chunk)
         self.digest.update(chunk)
         self.size += len(chunk)
 
-    def close(self) -> None:
+    def finish(self, thumb_key: str) -> Stored:
+        """Decode what was written, commit it, and store the thumbnail."""
+        if self.writer is None:
+            raise DownloadError("the download was empty")
         if self.spool is not None:
             self.spool.close()
+        local = self.writer.local_path if self.writer.local_path is not None else self.spool_path
+        info = probe(local)
+        self.writer.commit()
+        thumbnail_uri = None
+        if info.thumbnail_jpeg:
+            # A lost thumbnail costs nothing a rerun cannot redo: no need to wait for the disk.
+            self.dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg", durable=False)
+            thumbnail_uri = self.dest.uri_for(thumb_key)
+        return Stored(
+            video_uri=self.dest.uri_for(self.key),
+            video_bytes=self.size,
+            video_sha256=self.digest.hexdigest(),
+            info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
+            thumbnail_uri=thumbnail_uri,
+            stored_at=time.time(),
+        )
+
+    def abort(self) -> None:
+        if self.spool is not None and not self.spool.closed:
+            self.spool.close()
+        if self.writer is not None:
+            self.writer.abort()

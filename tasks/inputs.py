@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from i2v.inputs import InputPlan, Shard, plan
+from i2v.rerun import Selection, write_input
 from i2v.rows import RowSet, read_shard
 from i2v.run import RunSpec
 from tasks import resources
@@ -38,3 +40,11 @@ async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> 
     if shard.index == 0 and rows.ignored_columns:
         logger.warning("ignored columns (not a parameter of any model): %s", ", ".join(rows.ignored_columns))
     return rows
+
+
+@task(name="select-rows", cache_policy=NO_CACHE, persist_result=False)
+async def select_rows(dest: str, manifest_key: str, selection: Selection, out: str) -> int:
+    """Write the rows of a manifest that ``selection`` chooses as an input file; returns how many."""
+    chosen = await asyncio.to_thread(write_input, resources.destination(dest), manifest_key, selection, Path(out))
+    get_run_logger().info("%d row(s) of %s to run again", chosen, manifest_key)
+    return chosen

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from i2v import manifest, report
+from i2v import manifest, merged, report
 from i2v.inputs import InputPlan
 from i2v.outcomes import RowOutcome
+from i2v.report_page import ReportSummary, publish_report
 from i2v.run import RunSpec
+from i2v.storage import Destination
 from tasks import resources
 
 
@@ -27,25 +30,30 @@ async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome])
 
 @task(name="write-manifest", cache_policy=NO_CACHE, persist_result=False)
 async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -> report.Summary:
-    """Assemble the parts into the manifest (Parquet + CSV); publish summary, failures and link."""
+    """Assemble the parts into the run's manifest, merge it into the destination's, write the report.
+
+    Publishes the summary, the first failed rows and links to the manifest and report as artifacts.
+    """
     dest = resources.destination(run.dest)
     tally = report.Tally()
 
-    def tables() -> Iterator[pa.Table]:
-        for shard in input_plan.shards:
-            table = manifest.read_part(dest, manifest.part_key(run.name, shard.index))
-            if table is None:
-                raise RuntimeError(f"the manifest part of shard {shard.index} is missing")
-            if table.num_rows != shard.rows:
-                raise RuntimeError(f"shard {shard.index} has {table.num_rows} outcomes for {shard.rows} rows")
+    def tallied() -> Iterator[pa.Table]:
+        for table in _parts(dest, run, input_plan):
             for record in table.to_pylist():
                 tally.add(record)
             yield table
 
-    written = await asyncio.to_thread(manifest.write_tables, dest, run.name, tables())
+    def rows() -> Iterator[dict[str, Any]]:
+        for table in _parts(dest, run, input_plan):
+            yield from table.to_pylist()
+
+    written = await asyncio.to_thread(manifest.write_tables, dest, run.name, tallied())
     summary = tally.summary(wall_s=wall_s)
     assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
-    manifest_uri = written["manifest.parquet"]
+    await asyncio.to_thread(merged.merge, dest)
+    page = ReportSummary.of(summary, run=run.name, destination=dest.uri)
+    report_uri = await asyncio.to_thread(publish_report, dest, page, rows())
+    manifest_uri = written[f"runs/{run.name}/manifest.parquet"]
     await acreate_markdown_artifact(
         report.markdown(summary, dest_uri=dest.uri, manifest_uri=manifest_uri),
         key="i2v-run-summary",
@@ -60,14 +68,23 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
     await acreate_link_artifact(
         _link(manifest_uri), link_text="manifest.parquet", key="i2v-manifest", description="The run's manifest"
     )
-    get_run_logger().info(
-        "%d rows: %d completed, %d skipped, %d failed",
-        summary.total,
-        summary.completed,
-        summary.skipped,
-        summary.failed,
+    await acreate_link_artifact(
+        _link(report_uri), link_text="report.html", key="i2v-report", description="The run's report page"
     )
+    counts = (summary.total, summary.completed, summary.skipped, summary.failed)
+    get_run_logger().info("%d rows: %d completed, %d skipped, %d failed", *counts)
     return summary
+
+
+def _parts(dest: Destination, run: RunSpec, input_plan: InputPlan) -> Iterator[pa.Table]:
+    """The run's manifest parts in row order, one at a time; every shard must have written one."""
+    for shard in input_plan.shards:
+        table = manifest.read_part(dest, manifest.part_key(run.name, shard.index))
+        if table is None:
+            raise RuntimeError(f"the manifest part of shard {shard.index} is missing")
+        if table.num_rows != shard.rows:
+            raise RuntimeError(f"shard {shard.index} has {table.num_rows} outcomes for {shard.rows} rows")
+        yield table
 
 
 def _link(uri: str) -> str:

@@ -26,6 +26,7 @@ from i2v.progress import Progress
 from i2v.run import RunSpec
 from i2v.settings import ApiSettings
 from i2v.storage import Destination, open_destination
+from tasks import secrets, slots
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,6 +42,8 @@ class _Held:
 
 
 _engines: dict[str, _Held] = {}
+#: Set by :func:`halt_all`: engines built afterwards halt at once.
+_halted: str | None = None
 
 
 def destination(uri: str) -> Destination:
@@ -61,6 +64,8 @@ async def engine(run: RunSpec, *, progress: Progress | None = None) -> AsyncIter
     if held is None:
         held = _Held(_build(run, progress or Progress()), 0)
         _engines[run.name] = held
+        if _halted is not None:
+            held.engine.halt(_halted)
     held.holders += 1
     try:
         yield held.engine
@@ -69,6 +74,7 @@ async def engine(run: RunSpec, *, progress: Progress | None = None) -> AsyncIter
         if held.holders == 0:
             del _engines[run.name]
             await held.engine.aclose()
+            await slots.aclose(held.engine.limiter)
 
 
 def running(run_name: str) -> Engine | None:
@@ -77,23 +83,40 @@ def running(run_name: str) -> Engine | None:
     return held.engine if held is not None else None
 
 
+def halt_all(reason: str) -> None:
+    """Halt every run in this process (a signal arrived); safe to call from any thread."""
+    global _halted
+    _halted = reason
+    for held in list(_engines.values()):
+        held.engine.halt(reason)
+
+
 def reset() -> None:
     """Forget cached destinations (tests change the environment between runs)."""
+    global _halted
+    _halted = None
     with _lock:
         _destinations.clear()
 
 
 def _build(run: RunSpec, progress: Progress) -> Engine:
-    settings = ApiSettings.from_env()
-    http = make_http_client(settings, max_connections=max(64, 2 * run.max_in_flight))
+    settings = ApiSettings.from_env(secrets.api_environment())
+    http = make_http_client(settings)
     return Engine(
         api=VideoApi(http, settings.api_key),
         downloads=http,
         dest=destination(run.dest),
-        limiter=AdmissionLimiter(run.max_in_flight),
+        limiter=AdmissionLimiter(run.max_in_flight, gate=slots.from_env()),
         pacer=PollPacer(run.poll_interval_s),
         offload=Offload(),
-        options=EngineOptions(run=run.name, job_timeout_s=run.job_timeout_s),
+        options=EngineOptions(
+            run=run.name,
+            job_timeout_s=run.job_timeout_s,
+            retry=run.retry,
+            resubmit_unknown=run.resubmit_unknown,
+            max_failure_ratio=run.max_failure_ratio,
+            max_credits=run.max_credits,
+        ),
         progress=progress,
     )
 

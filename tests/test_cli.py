@@ -63,8 +63,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     sample = pd.read_csv(REPO_ROOT / "data" / "sample.csv")
-    manifest = pd.read_parquet(dest / "manifest.parquet")
+    (run,) = (dest / "runs").iterdir()
+    manifest = pd.read_parquet(run / "manifest.parquet")
     assert len(manifest) == len(sample) >= 8
+    merged = pd.read_parquet(dest / "manifest.parquet")
+    assert set(merged["row_key"]) == set(manifest["row_key"].dropna()), "the destination's manifest: valid rows"
+    assert (dest / "report.html").stat().st_size > 0
     assert manifest["id"].tolist() == sample["id"].tolist()
     assert set(manifest["status"]) == {"completed", "failed"}
     assert (manifest["error_kind"] == "generation_failed").sum() == 1

@@ -6,16 +6,19 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+import i2v.engine as engine_module
 from i2v.api import VideoApi, make_http_client
 from i2v.blocking import Offload
 from i2v.engine import Engine, EngineOptions, RowsUnfinished
 from i2v.journal import Journal, Submission
 from i2v.limiter import AdmissionLimiter
 from i2v.pacing import PollPacer
+from i2v.retry import Backoff
 from i2v.rows import Row, read_rows
 from i2v.settings import Secret
 from i2v.storage import LocalDestination
@@ -39,7 +42,9 @@ def _rows(folder: Path, count: int, *, prompt: str = "Scene {i} of the harbour a
 
 
 @asynccontextmanager
-async def _engine(emu: Emulator, dest: Path, *, max_in_flight: int = 8, run: str = "run-1") -> AsyncIterator[Engine]:
+async def _engine(
+    emu: Emulator, dest: Path, *, max_in_flight: int = 8, run: str = "run-1", **options: Any
+) -> AsyncIterator[Engine]:
     http = make_http_client(emu.settings())
     engine = Engine(
         api=VideoApi(http, Secret(emu.api_key)),
@@ -48,7 +53,7 @@ async def _engine(emu: Emulator, dest: Path, *, max_in_flight: int = 8, run: str
         limiter=AdmissionLimiter(max_in_flight),
         pacer=PollPacer(0.1),
         offload=Offload(4),
-        options=EngineOptions(run=run, job_timeout_s=60),
+        options=EngineOptions(run=run, job_timeout_s=60, **options),
     )
     try:
         yield engine
@@ -80,8 +85,24 @@ async def test_429_pressure_never_fails_a_row(busy: Emulator, images: Path, tmp_
     assert limiter.target <= 8
 
 
-async def test_batch_retry_redoes_only_unfinished_rows_and_pays_for_none_twice(images: Path, tmp_path: Path) -> None:
+async def test_short_download_outage_is_absorbed_within_the_row(images: Path, tmp_path: Path) -> None:
+    """A download that fails twice with 503 is tried again in the row and the row completes."""
+    rows = _rows(images, 3)
+    with emulator() as emu:
+        emu.fault("download", 503, count=2)
+        async with _engine(emu, tmp_path / "out") as engine:
+            done = await engine.run_batch(rows, final=False)
+        stats = emu.stats()
+    assert [o.status for o in done] == ["completed"] * 3
+    assert emu_created_once(stats, 3)
+
+
+async def test_batch_retry_redoes_only_unfinished_rows_and_pays_for_none_twice(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Rows whose download failed transiently are left unrecorded; the retry re-attaches to their jobs only."""
+    # One attempt per row, as if the in-row retries had run out: the batch is what retries.
+    monkeypatch.setattr(engine_module, "STORAGE_BACKOFF", Backoff(attempts=1))
     rows = _rows(images, 6)
     with emulator() as emu:
         emu.fault("download", 503, count=2)
@@ -174,7 +195,8 @@ async def test_a_bad_key_stops_admission_and_every_row_still_gets_an_outcome(ima
         emu.api_key = "wrong-key"
         async with _engine(emu, tmp_path / "out", max_in_flight=1) as engine:
             outcomes = await engine.run_batch(rows)
-            assert engine.fatal is not None
+            assert engine.stopped is not None
+            assert engine.stopped.kind == "auth"
         stats = emu.stats()
     assert {o.error_kind for o in outcomes} == {"auth"}
     assert sum("not submitted" in (o.error_message or "") for o in outcomes) >= 8
@@ -190,3 +212,62 @@ def test_submission_entries_round_trip() -> None:
     assert sending.submission() is None
     done = Entry("submitted", "k", "m", "universal", 1.0, "r", "gen-1", 2)
     assert done.submission() == Submission("k", "m", "universal", "gen-1", 1.0, 2, "r")
+
+
+async def test_a_failure_ratio_stops_new_submissions(images: Path, tmp_path: Path) -> None:
+    """With every job failing and a 50 % limit, the run stops after twenty rows; the rest are skipped, unpaid."""
+    rows = _rows(images, 60)
+    with emulator(job_error_rate=1.0) as emu:
+        async with _engine(emu, tmp_path / "out", max_in_flight=4, max_failure_ratio=0.5) as engine:
+            outcomes = await engine.run_batch(rows)
+            assert engine.stopped is not None
+            assert "failure limit" in str(engine.stopped)
+        created = emu.created()
+    failed = [o for o in outcomes if o.status == "failed"]
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    assert len(failed) + len(skipped) == 60
+    assert 20 <= len(failed) <= 24, "judged after twenty, plus the jobs already running"
+    assert created == len(failed)
+    assert {o.error_kind for o in skipped} == {"stopped"}
+    assert all("failure limit" in (o.error_message or "") for o in skipped)
+
+
+async def test_a_credit_budget_stops_before_it_is_passed(images: Path, tmp_path: Path) -> None:
+    """A budget for three estimated jobs makes three; the other rows are skipped with the reason."""
+    from i2v import prices
+
+    rows = _rows(images, 8)
+    each = prices.estimate(rows[0].model, rows[0].params).credits
+    with emulator() as emu:
+        async with _engine(emu, tmp_path / "out", max_in_flight=8, max_credits=3 * each + 1) as engine:
+            outcomes = await engine.run_batch(rows)
+        assert emu.created() == 3
+    assert [o.status for o in outcomes].count("completed") == 3
+    stopped = [o for o in outcomes if o.status == "skipped"]
+    assert len(stopped) == 5
+    assert all("spending limit" in (o.error_message or "") for o in stopped)
+
+
+async def test_a_plain_rerun_retries_only_what_may_pass(images: Path, tmp_path: Path) -> None:
+    """A moderation verdict is not paid for again; a transient failure is; --retry all retries both."""
+    rows = _rows(images, 2, prompt="A forbidden gate number {i}")
+    rows += _rows(images, 1, prompt="A calm lake")
+    dest = tmp_path / "out"
+    with emulator() as emu:
+        emu.fault("download", 404, count=1)  # the URL is gone: the row fails, retryably
+        async with _engine(emu, dest, run="r1") as engine:
+            first = await engine.run_batch(rows)
+        assert [o.error_kind for o in first].count("generation_failed") == 2
+        assert [o.error_kind for o in first].count("download") == 1
+        async with _engine(emu, dest, run="r2") as engine:
+            second = await engine.run_batch(rows)
+        assert emu.created() == 4, "only the download failure was paid for again"
+        async with _engine(emu, dest, run="r3", retry="all") as engine:
+            third = await engine.run_batch(rows)
+        assert emu.created() == 6, "asked to, the moderation failures are tried again"
+    by_prompt = {o.prompt: o for o in second}
+    assert by_prompt["A calm lake"].status == "completed"
+    blocked = [o for o in second if "forbidden" in o.prompt]
+    assert {(o.status, o.error_kind) for o in blocked} == {("skipped", "generation_failed")}
+    assert all((o.error_message or "").startswith("not retried") for o in blocked)
+    assert {o.status for o in third if "forbidden" in o.prompt} == {"failed"}

@@ -63,8 +63,13 @@ def _run(csv: Path, dest: str, **params: Any) -> dict[str, Any]:
     return result
 
 
-def _manifest(s3_client: Any, bucket: str, prefix: str) -> pd.DataFrame:
-    raw = s3_client.get_object(Bucket=bucket, Key=f"{prefix}/manifest.parquet")["Body"].read()
+def _manifest(s3_client: Any, bucket: str, prefix: str, run: int | None = -1) -> pd.DataFrame:
+    """The ``run``-th run's own manifest (oldest first), or with ``run=None`` the destination's merged one."""
+    key = f"{prefix}/manifest.parquet"
+    if run is not None:
+        runs = sorted({k.split("/")[2] for k in _keys(s3_client, bucket, f"{prefix}/runs/")})
+        key = f"{prefix}/runs/{runs[run]}/manifest.parquet"
+    raw = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
     return pd.read_parquet(io.BytesIO(raw))
 
 
@@ -127,10 +132,16 @@ def test_mixed_run_to_s3_then_rerun_pays_only_for_failures(
     assert second["total"] == 8
     assert [again[i]["error_kind"] for i in ("wide", "tall", "square", "plus")] == ["already_done"] * 4
     assert again["wide"]["video_sha256"] == by_id["wide"]["video_sha256"]
-    assert again["blocked"]["status"] == "failed"
-    assert emu.stats()["creates"] == 6, "only the failed row was submitted again"
+    assert (again["blocked"]["status"], again["blocked"]["error_kind"]) == ("skipped", "generation_failed")
+    assert again["blocked"]["error_message"].startswith("not retried")
+    assert emu.stats()["creates"] == 5, "a moderation verdict is not paid for again"
     runs = {key.split("/")[2] for key in _keys(s3_client, bucket, "set/runs/")}
     assert len(runs) == 2
+    merged = _by_id(_manifest(s3_client, bucket, "set", run=None))
+    assert set(merged) == {"wide", "tall", "square", "plus", "blocked"}, "one row per piece of work, valid rows only"
+    assert merged["wide"]["status"] == "completed"
+    assert merged["blocked"]["status"] == "failed", "a skip does not hide what an earlier run did"
+    assert {row["attempts"] for row in merged.values()} == {1}
 
 
 def _by_id(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:

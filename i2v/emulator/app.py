@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import re
@@ -130,6 +131,7 @@ class Emulator:
         # The fast path of a calm emulator (benchmarks poll it thousands of times a second).
         self._mishaps = any((config.slow_response_rate, config.connection_reset_rate, config.truncated_download_rate))
         self._creates_seen: Counter[str] = Counter()
+        self._billed: set[str] = set()
         self._polls: Counter[str] = Counter()
         self._downloads: Counter[str] = Counter()
         self._scheduler: Scheduler | None = None
@@ -197,8 +199,9 @@ class Emulator:
         except ValueError:
             body = _NOT_JSON
             subject_body = raw.decode("utf-8", "replace")
-        # Each attempt with the same body is its own subject: a retry gets a fresh draw.
-        subject = f"{path}\x00{subject_body}"
+        # Each attempt with the same body is its own subject: a retry gets a fresh draw. Bodies
+        # are kept as digests: a long dry run must not hold every image it was sent.
+        subject = hashlib.blake2b(f"{path}\x00{subject_body}".encode(), digest_size=16).hexdigest()
         attempt = f"{subject}#{self._creates_seen[subject]}"
         self._creates_seen[subject] += 1
         if met is None:
@@ -226,6 +229,10 @@ class Emulator:
         self.stats.credits_used += job.credits
         if self.credits_left is not None:
             self.credits_left -= job.credits
+        if subject in self._billed:
+            # The same request made a job before: a client that resends creates pays twice.
+            self.stats.billed_twice += 1
+        self._billed.add(subject)
         self.scheduler.submit(job)
 
         if met is not None and met.fault.after_create:

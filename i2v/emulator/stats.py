@@ -40,6 +40,8 @@ class Stats:
     #: whole: an error instead, a connection cut mid-answer, or a client that hung up
     #: while the answer was held.
     lost_responses: int = 0
+    #: Jobs made for a request body that had already made one: a create paid twice.
+    billed_twice: int = 0
     #: Requests whose client hung up while their answer was held (a client timeout).
     client_hangups: int = 0
     credits_used: float = 0.0
@@ -76,6 +78,7 @@ class Stats:
             "downloads_served": self.downloads_served,
             "bytes_served": self.bytes_served,
             "lost_responses": self.lost_responses,
+            "billed_twice": self.billed_twice,
             "client_hangups": self.client_hangups,
             "credits_used": self.credits_used,
             "responses": {str(status): count for status, count in sorted(self.responses.items())},

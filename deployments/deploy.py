@@ -1,0 +1,122 @@
+"""Set up a Prefect server for i2v-pipeline: the work pool, the shared concurrency limit, the deployments.
+
+``make deploy`` runs this (or ``.venv/bin/python deployments/deploy.py``), against the
+server ``PREFECT_API_URL`` names. Running it again updates everything in place.
+
+1. The process work pool ``i2v`` (created if missing).
+2. The global concurrency limit every worker's admission control shares (created, or
+   its size updated): ``I2V_CONCURRENCY_LIMIT`` slots named, ``I2V_PROVIDER_SLOTS`` big.
+3. ``prefect --no-prompt deploy`` of every deployment in ``prefect.yaml`` whose flow
+   file exists, with the deploy-time values below in its environment.
+
+Settings (environment; all optional):
+
+==========================  ===================  ==============================================
+``I2V_CONCURRENCY_LIMIT``   ``aimlapi``          the shared limit's name
+``I2V_PROVIDER_SLOTS``      ``16``               jobs the provider account runs at once
+``I2V_NIGHTLY_INPUT``       (schedule inactive)  the scheduled bulk run's CSV (a path on workers)
+``I2V_NIGHTLY_DEST``        (schedule inactive)  its destination: ``s3://bucket/prefix`` or a folder
+``I2V_NIGHTLY_CRON``        ``0 2 * * *``        when it runs (UTC)
+``I2V_INBOX``               (schedule inactive)  the inbox: ``s3://bucket/prefix`` or a folder
+``I2V_INBOX_DEST``          (schedule inactive)  where each inbox file's outputs go
+``I2V_INBOX_CRON``          ``*/5 * * * *``      how often the inbox is looked at (UTC)
+==========================  ===================  ==============================================
+
+A schedule is active only when both its input and destination are given, so a first
+deploy never starts paid work by itself. Relative paths are relative to the clone on
+the worker (``$I2V_HOME``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectNotFound
+from prefect.workers.process import ProcessWorker
+
+REPO = Path(__file__).resolve().parent.parent
+POOL = "i2v"
+
+DEFAULTS = {
+    "I2V_CONCURRENCY_LIMIT": "aimlapi",
+    "I2V_PROVIDER_SLOTS": "16",
+    "I2V_NIGHTLY_CRON": "0 2 * * *",
+    "I2V_INBOX_CRON": "*/5 * * * *",
+}
+#: Schedule → (its input setting, its destination setting, placeholders when not given).
+SCHEDULES = {
+    "NIGHTLY": ("I2V_NIGHTLY_INPUT", "I2V_NIGHTLY_DEST", ("data/sample.csv", "out/nightly")),
+    "INBOX": ("I2V_INBOX", "I2V_INBOX_DEST", ("inbox", "out/inbox")),
+}
+
+
+def settings(environ: dict[str, str]) -> dict[str, str]:
+    """The environment ``prefect deploy`` gets: defaults filled in, schedules switched on or off."""
+    env = dict(environ)
+    for name, value in DEFAULTS.items():
+        if not env.get(name, "").strip():
+            env[name] = value
+    for schedule, (source, target, placeholders) in SCHEDULES.items():
+        given = bool(env.get(source, "").strip()) and bool(env.get(target, "").strip())
+        env[f"I2V_{schedule}_ACTIVE"] = "true" if given else "false"
+        if not given:
+            env[source], env[target] = placeholders
+    return env
+
+
+def deployable(prefect_yaml: Path) -> tuple[list[str], list[str]]:
+    """Names of the deployments whose flow file exists, and of those whose file does not (yet)."""
+    spec = yaml.safe_load(prefect_yaml.read_text())
+    ready, missing = [], []
+    for deployment in spec.get("deployments", []):
+        path = str(deployment["entrypoint"]).split(":", 1)[0]
+        (ready if (prefect_yaml.parent / path).is_file() else missing).append(str(deployment["name"]))
+    return ready, missing
+
+
+async def set_up_server(limit_name: str, slots: int) -> None:
+    """The work pool (if missing) and the shared concurrency limit (created or resized)."""
+    async with get_client() as client:
+        try:
+            await client.read_work_pool(POOL)
+            print(f"work pool {POOL!r}: exists")
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            await client.create_work_pool(WorkPoolCreate(name=POOL, type="process", base_job_template=template))
+            print(f"work pool {POOL!r}: created (type process)")
+        await client.upsert_global_concurrency_limit_by_name(limit_name, slots)
+        print(f"global concurrency limit {limit_name!r}: {slots} slot(s)")
+
+
+def main() -> int:
+    """Set everything up; returns the exit status of ``prefect deploy``."""
+    if not os.environ.get("PREFECT_API_URL"):
+        print("PREFECT_API_URL is not set: point it at your Prefect server (http://HOST:4200/api)", file=sys.stderr)
+        return 2
+    env = settings(dict(os.environ))
+    try:
+        slots = int(env["I2V_PROVIDER_SLOTS"])
+    except ValueError:
+        print(f"I2V_PROVIDER_SLOTS must be a whole number, got {env['I2V_PROVIDER_SLOTS']!r}", file=sys.stderr)
+        return 2
+    asyncio.run(set_up_server(env["I2V_CONCURRENCY_LIMIT"], slots))
+    ready, missing = deployable(REPO / "prefect.yaml")
+    for name in missing:
+        print(f"deployment {name!r}: skipped, its flow file is not in this checkout yet", file=sys.stderr)
+    for schedule, (source, target, _) in SCHEDULES.items():
+        state = "active" if env[f"I2V_{schedule}_ACTIVE"] == "true" else f"inactive (set {source} and {target})"
+        print(f"{schedule.lower()} schedule: {state}")
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    command = [prefect, "--no-prompt", "deploy", *(arg for name in ready for arg in ("--name", name))]
+    return subprocess.run(command, cwd=REPO, env=env, check=False).returncode  # noqa: S603 - our own command line
+
+
+if __name__ == "__main__":
+    sys.exit(main())

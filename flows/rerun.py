@@ -1,0 +1,61 @@
+"""Re-run chosen rows of a manifest: from any machine that can read the destination.
+
+The chosen rows (see :mod:`i2v.rerun`) are written back as an input file and run through
+:func:`flows.generate.generate_videos` into the same destination, which re-attaches to
+live jobs and skips stored videos as any run does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import State, flow, get_run_logger
+
+from flows.generate import generate_videos
+from i2v.rerun import Selection, kinds_of, split_manifest_uri
+from i2v.run import DEFAULT_MAX_IN_FLIGHT
+from tasks.inputs import select_rows
+
+
+@flow(name="rerun-failed", validate_parameters=True)
+async def rerun_failed(
+    manifest: str,
+    select: Literal["retryable", "failed"] = "retryable",
+    kinds: list[str] | None = None,
+    include_unknown: bool = False,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    poll_interval_s: float = 10.0,
+    job_timeout_s: float = 900.0,
+    max_failure_ratio: float | None = None,
+    max_credits: float | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any] | State[Any]:
+    """Run again chosen rows of ``manifest`` (a destination's or a run's ``manifest.parquet``).
+
+    ``select`` chooses ``retryable`` failures, or every ``failed`` row; ``kinds`` narrows to
+    those failure kinds; rows whose create may have been paid (``submit_unknown``) are
+    chosen only with ``include_unknown``.
+    """
+    dest, key = split_manifest_uri(manifest)
+    selection = Selection(select, kinds_of(kinds), include_unknown)
+    with tempfile.TemporaryDirectory(prefix="i2v-rerun-") as tmp:
+        path = Path(tmp) / "rerun.csv"
+        chosen = await select_rows(dest, key, selection, str(path))
+        if chosen == 0:
+            get_run_logger().info("no row of %s is to run again", manifest)
+            return {"total": 0, "completed": 0, "failed": 0, "skipped": 0}
+        result: dict[str, Any] | State[Any] = await generate_videos(
+            input=str(path),
+            dest=dest,
+            max_in_flight=max_in_flight,
+            poll_interval_s=poll_interval_s,
+            job_timeout_s=job_timeout_s,
+            retry="all",
+            resubmit_unknown=include_unknown,
+            max_failure_ratio=max_failure_ratio,
+            max_credits=max_credits,
+            run_name=run_name,
+        )
+    return result
