@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit bench deploy worker clean
+.PHONY: demo test lint typecheck unit bench deploy worker audit clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -49,6 +49,13 @@ BENCH_PASS = $(if $(strip $(PIPELINE_ARGS)),-- $(PIPELINE_ARGS))
 bench: .venv/.synced
 	$(RUN) python -m bench.makespan --out out/bench/makespan.json $(BENCH_ARGS) $(MAKESPAN_ARGS) $(BENCH_PASS)
 	$(RUN) python -m bench.scale --out out/bench/scale.json $(BENCH_ARGS) $(SCALE_ARGS) $(BENCH_PASS)
+
+# Known vulnerabilities in the locked dependencies. Needs pypi.org's JSON API (or
+# `AUDIT_ARGS="-s osv"` and api.osv.dev), so it is not part of `make test`.
+AUDIT_ARGS ?=
+audit: $(UV)
+	$(UV) export --frozen --format requirements-txt --no-hashes --no-emit-project > $(TOOLS)/requirements.txt
+	$(UV) tool run pip-audit -r $(TOOLS)/requirements.txt --no-deps --disable-pip $(AUDIT_ARGS)
 
 $(UV):
 	python3 -m venv $(TOOLS)

@@ -14,22 +14,19 @@ import asyncio
 import time
 from typing import Any, Literal
 
-from prefect import State, flow, get_run_logger, runtime
+from prefect import State, flow, runtime
 from prefect.states import Failed
 
 from flows.shard import generate_shard
-from i2v.engine import Engine
 from i2v.inputs import InputPlan
+from i2v.limits import Limits
 from i2v.models import DEFAULT_MODEL
 from i2v.progress import Progress
 from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, safe_label
 from i2v.run import run_name as default_run_name
-from tasks import resources
+from tasks import progress, resources
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
-
-#: Seconds between progress lines in the log.
-PROGRESS_EVERY_S = 10.0
 
 
 @flow(name="generate-videos", validate_parameters=True)
@@ -53,6 +50,8 @@ async def generate_videos(
     resubmit_unknown: bool = False,
     max_failure_ratio: float | None = None,
     max_credits: float | None = None,
+    limits: Limits | None = None,
+    input_format: Literal["csv", "jsonl", "parquet"] | None = None,
     run_name: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Generate one video per input row into ``dest`` (a folder or ``s3://bucket/prefix``).
@@ -65,7 +64,10 @@ async def generate_videos(
     jobs re-attached, and failed rows retried only when their failure may pass another
     time (``retry="all"`` retries every failure; ``resubmit_unknown`` sends again a create
     whose outcome was never known). ``max_failure_ratio`` and ``max_credits`` stop new
-    submissions once passed; the run then ends Failed, its manifest written.
+    submissions once passed; the run then ends Failed, its manifest written. ``limits``
+    bounds rows, prompts, images and downloads (see :mod:`i2v.limits`). ``input`` is a
+    local path or ``s3://`` URI of a CSV, JSON Lines or Parquet file (``input_format``,
+    or its extension, says which).
     ``run_name`` names the run's folder under ``runs/`` (default: a timestamp and the
     flow run's name).
     """
@@ -93,15 +95,19 @@ async def generate_videos(
         resubmit_unknown=resubmit_unknown,
         max_failure_ratio=max_failure_ratio,
         max_credits=max_credits,
+        limits=limits or Limits(),
+        input_format=input_format,
     )
     input_plan = await plan_input(run, rows_per_shard)
+    artifact = await progress.start_artifact(input_plan.total_rows)
     async with resources.engine(run, progress=Progress(total=input_plan.total_rows)) as engine:
-        reporter = asyncio.create_task(_report_progress(engine))
+        reporter = asyncio.create_task(progress.report(run.name, artifact))
         try:
             await _run_shards(run, input_plan)
         finally:
             reporter.cancel()
     summary = await publish_manifest(run, input_plan, time.monotonic() - started)
+    await progress.finish_artifact(artifact, summary)
     if engine.stopped is not None:
         # A failed state rather than a raise: the run is marked failed with one clear
         # message, and callers still get the exception from the state's result.
@@ -121,10 +127,3 @@ async def _run_shards(run: RunSpec, input_plan: InputPlan) -> None:
     async with asyncio.TaskGroup() as group:
         for index in range(len(input_plan.shards)):
             group.create_task(one(index))
-
-
-async def _report_progress(engine: Engine) -> None:
-    logger = get_run_logger()
-    while True:
-        await asyncio.sleep(PROGRESS_EVERY_S)
-        logger.info("progress: %s", engine.progress.line(in_flight=engine.limiter.stats().in_flight))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Generator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ from i2v.errors import (
     AuthError,
     BadResponse,
     DownloadError,
+    DownloadRefused,
+    I2VError,
     OutOfCredits,
     RateLimited,
     RequestRejected,
@@ -36,6 +38,7 @@ from i2v.errors import (
 )
 from i2v.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.settings import ApiSettings, Secret
+from i2v.urls import DownloadRules
 
 _MAX_MESSAGE = 600
 
@@ -44,10 +47,10 @@ class BearerAuth(httpx.Auth):
     """``Authorization: Bearer <key>`` from a :class:`Secret`."""
 
     def __init__(self, key: Secret) -> None:
-        self._key = key
+        self.key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        request.headers["Authorization"] = f"Bearer {self.key.reveal()}"
         yield request
 
 
@@ -92,7 +95,8 @@ def make_http_client(
         timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": "i2v-pipeline"},
-        follow_redirects=True,
+        # API calls are never redirected; downloads follow theirs one checked hop at a time.
+        follow_redirects=False,
     )
 
 
@@ -105,13 +109,27 @@ class VideoApi:
 
     async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
         """Start a generation. Not idempotent: see :func:`i2v.retry.is_safe_to_resubmit`."""
-        data = await self._send("POST", route.path, json=dict(body))
-        return _parse_generation(data, what="create")
+        with self._without_key():
+            data = await self._send("POST", route.path, json=dict(body))
+            return _parse_generation(data, what="create")
 
     async def fetch(self, route: Route, generation_id: str) -> Generation:
         """The job's current status, and its video URL once completed."""
-        data = await self._send("GET", route.path, params={"generation_id": generation_id})
-        return _parse_generation(data, what="fetch")
+        with self._without_key():
+            data = await self._send("GET", route.path, params={"generation_id": generation_id})
+            return _parse_generation(data, what="fetch")
+
+    @contextmanager
+    def _without_key(self) -> Iterator[None]:
+        """Errors quote the server's words, and a server may quote the key it was sent: mask it."""
+        try:
+            yield
+        except I2VError as exc:
+            key = self._auth.key.reveal()
+            if key and key in exc.message:
+                exc.message = exc.message.replace(key, "****")
+                exc.args = (exc.message,)
+            raise
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -216,11 +234,17 @@ def _str_or_none(value: Any) -> str | None:
 
 @asynccontextmanager
 async def open_download(
-    http: httpx.AsyncClient, url: str, *, chunk_size: int = 1 << 20
+    http: httpx.AsyncClient, url: str, *, rules: DownloadRules | None = None, chunk_size: int = 1 << 20
 ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
-    """Stream a finished video: yields (chunks, declared length). No API key is sent."""
+    """Stream a finished video: yields (chunks, declared length). No API key is sent.
+
+    Redirects are followed here, not by the client, so that every hop meets ``rules``;
+    the stream stops with :class:`DownloadRefused` once it passes the size limit.
+    """
+    rules = rules or DownloadRules()
     try:
-        async with http.stream("GET", url) as response:
+        response = await _follow(http, url, rules)
+        try:
             if not response.is_success:
                 await response.aread()
                 message, _ = _error_details(response)
@@ -228,14 +252,35 @@ async def open_download(
                     f"download answered HTTP {response.status_code}: {message}", status=response.status_code
                 )
             length = response.headers.get("Content-Length")
+            declared = int(length) if length and length.isdigit() else None
+            if declared is not None:
+                rules.check_size(declared)
 
             async def chunks() -> AsyncIterator[bytes]:
+                received = 0
                 try:
                     async for chunk in response.aiter_bytes(chunk_size):
+                        received += len(chunk)
+                        rules.check_size(received)
                         yield chunk
                 except httpx.TransportError as exc:
                     raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
 
-            yield chunks(), int(length) if length and length.isdigit() else None
+            yield chunks(), declared
+        finally:
+            await response.aclose()
     except httpx.TransportError as exc:
         raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _follow(http: httpx.AsyncClient, url: str, rules: DownloadRules) -> httpx.Response:
+    """GET ``url``, following at most ``rules.max_redirects`` redirects that each pass ``rules``."""
+    for _ in range(rules.max_redirects + 1):
+        rules.check(url)
+        response = await http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
+        location = response.headers.get("Location") if response.is_redirect else None
+        if location is None:
+            return response
+        await response.aclose()
+        url = str(response.url.join(location))
+    raise DownloadRefused(f"the video URL redirected more than {rules.max_redirects} times")

@@ -10,27 +10,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from i2v.errors import I2VError
+from i2v import preflight
+from i2v.errors import ConfigError, I2VError
+from i2v.limits import MIB, Limits
 from i2v.models import DEFAULT_MODEL, MODELS
 from i2v.report import Summary
-from i2v.rows import check_input
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
+from i2v.rows import RowSet, check_input, read_rows
+from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, safe_label
+from i2v.s3 import endpoint_from_env, make_client
 from i2v.settings import ApiSettings
+from i2v.sources import FORMATS, Opener, is_s3, opener_for
+from i2v.terminal import SHOW_CURSOR, LiveBar, View, choose_view, quiet_console
 
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "i2v",
+    # Prefect's client-side telemetry, on in interactive terminals only: no calls to a
+    # closed network, and no first-run notice printed over the progress bar.
+    "DO_NOT_TRACK": "1",
 }
 DEMO_KEY = "demo-key-not-secret"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
+    except BrokenPipeError:
+        # The reader went away (`i2v validate ... | head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (I2VError, KeyboardInterrupt) as exc:
         if args.debug:
             raise
@@ -58,9 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="generate one video per CSV row", description=_RUN_HELP)
-    run.add_argument("input", help="CSV with image_url and prompt columns")
+    run.add_argument("input", help="CSV, JSON Lines or Parquet file (local path or s3://bucket/key)")
     run.add_argument("--dest", required=True, help="output folder or s3://bucket/prefix")
     _add_run_options(run)
+    _add_format_option(run)
+    _add_limit_options(run)
+    _add_quiet_option(run)
     run.add_argument(
         "--retry-failed",
         choices=("retryable", "all"),
@@ -87,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("--poll-interval", type=float, default=10.0, help="(default: %(default)s)")
     rerun.add_argument("--job-timeout", type=float, default=900.0, help="(default: %(default)s)")
     _add_policy_options(rerun)
+    _add_quiet_option(rerun)
     rerun.set_defaults(handler=_rerun, select="retryable")
 
     demo = commands.add_parser("demo", help="run the pipeline end to end against the bundled emulator")
@@ -100,6 +118,37 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models and their parameters")
     models.set_defaults(handler=_models)
 
+    validate = commands.add_parser(
+        "validate", help="check every row and image before a run", description=_VALIDATE_HELP
+    )
+    validate.add_argument("input", help="CSV, JSON Lines or Parquet file (local path or s3://bucket/key)")
+    _add_row_options(validate)
+    _add_format_option(validate)
+    validate.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    validate.add_argument("--no-network", action="store_true", help="do not check that image URLs answer")
+    validate.add_argument(
+        "--concurrency",
+        type=int,
+        default=preflight.DEFAULT_CONCURRENCY,
+        help="image URLs asked at once (default: %(default)s)",
+    )
+    validate.add_argument(
+        "--timeout",
+        type=float,
+        default=preflight.DEFAULT_TIMEOUT_S,
+        help="seconds an image URL may take to answer (default: %(default)s)",
+    )
+    _add_limit_options(validate)
+    validate.set_defaults(handler=_validate)
+
+    estimate = commands.add_parser("estimate", help="jobs and expected cost of a run", description=_ESTIMATE_HELP)
+    estimate.add_argument("input", help="CSV, JSON Lines or Parquet file (local path or s3://bucket/key)")
+    _add_row_options(estimate)
+    _add_format_option(estimate)
+    estimate.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    _add_limit_options(estimate)
+    estimate.set_defaults(handler=_estimate)
+
     from i2v.emulator import cli as emulator_cli
 
     emulator = commands.add_parser("emulator", help="serve the AI/ML API emulator")
@@ -112,7 +161,8 @@ _RUN_HELP = """Generate one video per CSV row. The API key and base URL come fro
 AIMLAPI_BASE_URL; S3 credentials and endpoint from the usual AWS_* settings."""
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_row_options(parser: argparse.ArgumentParser) -> None:
+    """What rows ask for when their cells are blank: the run's defaults."""
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"default model for rows without one (default: {DEFAULT_MODEL})"
     )
@@ -122,6 +172,27 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aspect-ratio", help="default aspect ratio (16:9, 9:16, 1:1)")
     parser.add_argument("--negative-prompt", help="default negative prompt")
     parser.add_argument("--seed", type=int, help="default seed")
+
+
+def _add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format", choices=FORMATS, help="input format (default: from the extension; CSV when it says nothing)"
+    )
+
+
+def _row_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    given = {
+        "resolution": args.resolution,
+        "duration": args.duration,
+        "aspect_ratio": args.aspect_ratio,
+        "negative_prompt": args.negative_prompt,
+        "seed": args.seed,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_row_options(parser)
     parser.add_argument(
         "--max-in-flight",
         type=int,
@@ -147,6 +218,66 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_policy_options(parser)
 
 
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """The bounds on what a run reads and downloads (README "Security"; i2v/limits.py)."""
+    limits = parser.add_argument_group("limits")
+    default = Limits()
+    limits.add_argument(
+        "--max-rows", type=int, metavar="N", help=f"most rows in one input (default: {default.max_rows:,})"
+    )
+    limits.add_argument(
+        "--max-prompt-chars", type=int, metavar="N", help="longest prompt sent (default: the model's own limit)"
+    )
+    limits.add_argument(
+        "--max-image-mb",
+        type=float,
+        metavar="MB",
+        help=f"largest local or inline image (default: {default.max_image_bytes // MIB})",
+    )
+    limits.add_argument(
+        "--max-video-mb",
+        type=float,
+        metavar="MB",
+        help=f"largest video downloaded (default: {default.max_video_bytes // MIB})",
+    )
+    limits.add_argument("--allow-http-images", action="store_true", help="accept http:// image URLs (not just https)")
+    limits.add_argument("--image-root", metavar="DIR", help="folder local images must be in (default: the input's)")
+
+
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar or lines and no log lines below warnings; only the end summary and errors",
+    )
+
+
+def _view(args: argparse.Namespace) -> View:
+    """How this run shows its progress; the watching process and the one running the flow agree on it."""
+    return choose_view(quiet=args.quiet, stream=sys.stderr)
+
+
+def _opener(uri: str) -> Opener:
+    """Local files, or S3 objects through a client from the usual AWS settings."""
+    return opener_for(uri, make_client(endpoint_from_env()) if is_s3(uri) else None)
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's ``limits`` parameter from the options given; the rest keep their defaults."""
+    given = {
+        "max_rows": args.max_rows,
+        "max_prompt_chars": args.max_prompt_chars,
+        "max_image_bytes": None if args.max_image_mb is None else int(args.max_image_mb * MIB),
+        "max_video_bytes": None if args.max_video_mb is None else int(args.max_video_mb * MIB),
+        "allow_http_images": args.allow_http_images or None,
+        "image_root": str(Path(args.image_root).resolve()) if args.image_root else None,
+    }
+    chosen = {name: value for name, value in given.items() if value is not None}
+    Limits(**chosen)  # a bad value is a usage error here, not a failed flow run
+    return chosen
+
+
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-failure-ratio",
@@ -168,9 +299,10 @@ _SUPERVISED = "I2V_SUPERVISED"
 def _run(args: argparse.Namespace) -> int:
     # Catch the usual mistakes before Prefect starts, so they read as one line.
     ApiSettings.from_env()
-    check_input(args.input, model=args.model)
+    check_input(args.input, model=args.model, format=args.format, opener=_opener(args.input))
+    limits = _limits(args)
     if not os.environ.get(_SUPERVISED):
-        return _supervise(args.argv)
+        return _supervise(args.argv, view=_view(args))
     summary = _run_flow(
         "generate_videos",
         {
@@ -192,7 +324,10 @@ def _run(args: argparse.Namespace) -> int:
             "resubmit_unknown": args.resubmit_unknown,
             "max_failure_ratio": args.max_failure_ratio,
             "max_credits": args.max_credits,
+            "limits": limits,
+            "input_format": args.format,
         },
+        view=_view(args),
     )
     return _exit_status(summary)
 
@@ -200,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     ApiSettings.from_env()
     if not os.environ.get(_SUPERVISED):
-        return _supervise(args.argv)
+        return _supervise(args.argv, view=_view(args))
     summary = _run_flow(
         "rerun_failed",
         {
@@ -214,6 +349,7 @@ def _rerun(args: argparse.Namespace) -> int:
             "max_failure_ratio": args.max_failure_ratio,
             "max_credits": args.max_credits,
         },
+        view=_view(args),
     )
     return _exit_status(summary)
 
@@ -224,14 +360,15 @@ def _exit_status(summary: Summary | None) -> int:
     return 0 if summary.failed == 0 else 1
 
 
-def _supervise(argv: list[str]) -> int:
+def _supervise(argv: list[str], *, view: View) -> int:
     """Run this command again in a child process of its own session, and pass it signals.
 
     A terminal's Ctrl-C reaches every process of the foreground group, Prefect's own server
     among them; in a session of its own the run keeps that server while it stops cleanly:
     the first SIGINT or SIGTERM here halts the run (nothing more is sent, every started
     job stays journaled, the manifest is written) and exits 130 or 143; a second kills it
-    at once, journal intact.
+    at once, journal intact. When the child draws a progress bar, it says that it is
+    stopping itself: a line written here would be drawn over.
     """
     env = {**os.environ, _SUPERVISED: "1"}
     command = [sys.executable, "-m", "i2v.cli", *argv]
@@ -241,7 +378,8 @@ def _supervise(argv: list[str]) -> int:
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
         if len(received) == 1:
-            print(f"\ni2v: {signal.Signals(signum).name}: stopping; signal again to stop at once", file=sys.stderr)
+            if view != "bar":
+                print(f"\ni2v: {signal.Signals(signum).name}: stopping; signal again to stop at once", file=sys.stderr)
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGINT)
         else:
@@ -255,6 +393,8 @@ def _supervise(argv: list[str]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
+        if view == "bar" and code < 0:  # killed while drawing: the cursor is hidden, the line unended
+            print(SHOW_CURSOR, file=sys.stderr, flush=True)
         return 128 + received[0]
     return code
 
@@ -263,7 +403,8 @@ def _demo(args: argparse.Namespace) -> int:
     from i2v.emulator.config import EmulatorConfig
     from i2v.emulator.server import running_emulator
 
-    config = EmulatorConfig(api_key=DEMO_KEY, generation_seconds=args.generation_seconds)
+    # Full size: a scaled-down video would carry a resolution note in the manifest's mismatch column.
+    config = EmulatorConfig(api_key=DEMO_KEY, generation_seconds=args.generation_seconds, short_side=None)
     with running_emulator(config) as base_url:
         # The demo talks to its own emulator whatever the shell has configured.
         os.environ["AIMLAPI_BASE_URL"] = base_url
@@ -276,14 +417,15 @@ def _demo(args: argparse.Namespace) -> int:
             "job_timeout_s": 300.0,
             "max_in_flight": 8,
         }
-        _run_flow("generate_videos", params)
+        _run_flow("generate_videos", params, view=choose_view(quiet=False, stream=sys.stderr))
     # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
     return 0
 
 
-def _run_flow(name: str, params: dict[str, Any]) -> Summary | None:
+def _run_flow(name: str, params: dict[str, Any], *, view: View) -> Summary | None:
     """Run one flow in this process; print the totals, the first failures and where the manifest is.
 
+    ``view`` says how the run shows its progress as it goes (see :mod:`i2v.terminal`).
     Returns None when a SIGINT halted the run (a second one exits at once).
     """
     for setting, value in _PREFECT_DEFAULTS.items():
@@ -302,12 +444,17 @@ def _run_flow(name: str, params: dict[str, Any]) -> Summary | None:
     run = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
     params = {**{k: v for k, v in params.items() if v is not None}, "run_name": run}
     halted: list[str] = []
+    if view == "quiet":
+        quiet_console()
+    shown = LiveBar(resources.progress_reader(safe_label(run)), sys.stderr) if view == "bar" else None
 
     async def watched() -> State[Any]:
         def halt() -> None:
             if halted:
                 os._exit(130)
             halted.append("SIGINT")
+            if shown is not None:
+                shown.stopping("i2v: stopping: no new jobs are sent; signal again to stop at once")
             resources.halt_all("stopped by a signal")
 
         loop = asyncio.get_running_loop()
@@ -316,14 +463,16 @@ def _run_flow(name: str, params: dict[str, Any]) -> Summary | None:
         state: State[Any] = await flow(**params, return_state=True)  # type: ignore[operator]
         return state
 
-    state = asyncio.run(watched())
+    with shown or contextlib.nullcontext():
+        state = asyncio.run(watched())
     result = state.result(raise_on_failure=False)
     dest_uri = params["dest"] if "dest" in params else split_manifest_uri(params["manifest"])[0]
     dest = resources.destination(dest_uri)
     own = f"runs/{run}/manifest.parquet"
     summary = Summary(**result) if isinstance(result, dict) else summarize(dest, own)
     if summary.total:
-        print()
+        if view != "quiet":  # a gap after the log lines or bar above
+            print()
         print(console_summary(summary, manifest_uri=dest.uri_for(own)))
         print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
     if halted:
@@ -346,6 +495,61 @@ def _models(args: argparse.Namespace) -> int:
                 default = f", default {param.default}" if param.default is not None else ""
                 print(f"    {name}: {param.type}{choices}{default}")
     return 0
+
+
+_VALIDATE_HELP = """Check an input before a run: every row against the model registry, rows asking for the
+same work as an earlier row, ids reused for other work, image URLs (a HEAD each), local and inline
+images. Exits 0 when every row is fine, 1 when any row has a problem, 2 when the file itself
+cannot be used."""
+_ESTIMATE_HELP = """Jobs and expected cost of running an input, by model, resolution and duration, from the
+price table in i2v/prices.py. Rows asking for the same work count once; invalid rows are listed,
+not counted (exit 1). Exits 2 when the file itself cannot be used."""
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if args.concurrency < 1 or args.timeout <= 0:
+        raise ConfigError("--concurrency must be at least 1 and --timeout more than 0")
+
+    async def checked(rows: RowSet) -> preflight.Validation:
+        if args.no_network:
+            return await preflight.validate(args.input, rows, http=None)
+        async with preflight.image_client(timeout_s=args.timeout, concurrency=args.concurrency) as http:
+            return await preflight.validate(args.input, rows, http=http, concurrency=args.concurrency)
+
+    def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
+        result = asyncio.run(checked(rows))
+        return result.as_dict(), preflight.validation_text(result), result.ok
+
+    return _preflight(args, report)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
+        result = preflight.estimate(args.input, rows)
+        return result.as_dict(), preflight.estimate_text(result), not result.invalid
+
+    return _preflight(args, report)
+
+
+def _preflight(args: argparse.Namespace, report: Callable[[RowSet], tuple[dict[str, Any], str, bool]]) -> int:
+    """Read the input as ``i2v run`` would, print ``report``'s table or JSON; 0 if it found nothing wrong, else 1."""
+    try:
+        rows = read_rows(
+            args.input,
+            model=args.model,
+            route=args.api_path,
+            defaults=_row_defaults(args),
+            limits=Limits(**_limits(args)),
+            format=args.format,
+            opener=_opener(args.input),
+        )
+    except I2VError as exc:
+        if args.json:  # a JSON reader gets a document too; the one-line error still goes to stderr
+            print(json.dumps({"input": args.input, "ok": False, "error": str(exc)}))
+        raise
+    document, text, ok = report(rows)
+    print(json.dumps(document, indent=2, ensure_ascii=False) if args.json else text)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

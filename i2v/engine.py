@@ -44,10 +44,11 @@ from i2v.policy import RunPolicy
 from i2v.progress import Progress
 from i2v.records import Records
 from i2v.retry import Backoff, call_with_retries, is_transient
-from i2v.rows import Row, sniff_image_type
+from i2v.rows import Presigner, Row, sniff_image_type
 from i2v.run import RetryPolicy
 from i2v.storage import Destination
 from i2v.transfer import store_video
+from i2v.urls import DownloadRules
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -93,6 +94,8 @@ class EngineOptions:
     resubmit_unknown: bool = False
     max_failure_ratio: float | None = None
     max_credits: float | None = None
+    #: Which video URLs are followed and how large a video may be.
+    downloads: DownloadRules = field(default_factory=DownloadRules)
 
 
 class _Patient:
@@ -137,6 +140,8 @@ class Engine:
     offload: Offload
     options: EngineOptions
     progress: Progress = field(default_factory=Progress)
+    #: Presigned URLs for ``s3://`` images (None: such rows fail when sent).
+    presign: Presigner | None = None
 
     def __post_init__(self) -> None:
         self._patient = _Patient(self.offload, self._sleep)
@@ -268,7 +273,7 @@ class Engine:
             submission = await self._reattach(row, entry)
             if submission is None:
                 if body is None:
-                    body = await self.offload(row.request_body)
+                    body = await self.offload(row.request_body, self.presign)
                 estimate = prices.estimate(row.model, row.params).credits
                 self.policy.reserve(estimate)
                 try:
@@ -302,7 +307,12 @@ class Engine:
             async with self._transfer_slots:
                 stored, _ = await call_with_retries(
                     lambda: store_video(
-                        self.downloads, finished.video_url, self.dest, name=row.id, offload=self._transfers
+                        self.downloads,
+                        finished.video_url,
+                        self.dest,
+                        name=row.name,
+                        offload=self._transfers,
+                        rules=self.options.downloads,
                     ),
                     retry_if=is_transient,
                     backoff=STORAGE_BACKOFF,
@@ -359,7 +369,7 @@ class Engine:
         record = self.records.read(row.key)
         entry = self.journal.read(row.key)
         self._keep_input(row)
-        body = row.request_body() if record is None and entry is None else None
+        body = row.request_body(self.presign) if record is None and entry is None else None
         return record, entry, body
 
     def _keep_input(self, row: Row) -> None:

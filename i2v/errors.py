@@ -21,6 +21,7 @@
      │    └── GenerationTimeout      the job was still unfinished at its deadline
      └── TransferError               the video could not be stored
           ├── DownloadError          the download URL answered badly or expired
+          │    └── DownloadRefused   the URL or its size breaks the download rules
           ├── InvalidVideo           the bytes are not a decodable video
           └── StorageError           the destination refused the write
 
@@ -250,6 +251,13 @@ class DownloadError(TransferError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DownloadRefused(DownloadError):
+    """The video URL is not one the pipeline follows (scheme, host, redirects) or the video is too large."""
+
+    kind = "download_refused"
+    retryable = False
 
 
 class InvalidVideo(TransferError):

@@ -95,7 +95,19 @@ def read_part(dest: Destination, key: str) -> pa.Table | None:
     raw = dest.get_bytes(key)
     if raw is None:
         return None
-    return pq.read_table(io.BytesIO(raw)).cast(SCHEMA)
+    return conform(pq.read_table(io.BytesIO(raw)))
+
+
+def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """``table`` in ``schema``'s columns and types; a column it lacks comes back empty (null).
+
+    Manifests written before a column existed (``mismatch``) still read, merge and publish.
+    """
+    columns = [
+        table.column(field.name) if field.name in table.column_names else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata()).cast(schema)
 
 
 def assemble(dest: Destination, run: str, parts: Sequence[pa.Table]) -> dict[str, str]:

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from i2v.manifest import PARQUET, SCHEMA, csv_bytes
+from i2v.manifest import PARQUET, SCHEMA, conform, csv_bytes
 from i2v.records import read_record
 from i2v.storage import Destination
 
@@ -79,7 +79,13 @@ def read_root(dest: Destination) -> tuple[pa.Table | None, list[str]]:
     if _RUNS_META not in meta:
         # A root written before merging existed: it is one run's table, merged like one.
         return None, []
-    return table.cast(MERGED_SCHEMA), list(json.loads(meta[_RUNS_META]))
+    return conform(table, MERGED_SCHEMA), list(json.loads(meta[_RUNS_META]))
+
+
+def included_runs(raw: bytes) -> list[str] | None:
+    """The runs a root manifest's bytes include, from its footer (None: written before merging existed)."""
+    meta = pq.read_schema(io.BytesIO(raw)).metadata or {}
+    return list(json.loads(meta[_RUNS_META])) if _RUNS_META in meta else None
 
 
 def merge_tables(root: pa.Table | None, runs: Sequence[pa.Table]) -> pa.Table:
@@ -161,4 +167,4 @@ def _run_manifests(dest: Destination) -> list[str]:
 
 def _read(dest: Destination, key: str) -> pa.Table | None:
     raw = dest.get_bytes(key)
-    return None if raw is None else pq.read_table(io.BytesIO(raw)).cast(SCHEMA)
+    return None if raw is None else conform(pq.read_table(io.BytesIO(raw)))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from i2v.errors import I2VError, Stopped
+from i2v.mismatch import describe
 from i2v.rows import InvalidRow, Row, shorten_image_ref
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class RowOutcome:
     height: int | None = None
     fps: float | None = None
     codec: str | None = None
+    #: How the video differs from what was asked (duration, aspect, resolution); None when it does not.
+    mismatch: str | None = None
     thumbnail_uri: str | None = None
     credits_used: float | None = None
     run: str | None = None
@@ -108,6 +111,9 @@ def completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> R
         height=stored.info.height,
         fps=stored.info.fps,
         codec=stored.info.codec,
+        mismatch=describe(
+            row.params, duration_s=stored.info.duration_s, width=stored.info.width, height=stored.info.height
+        ),
         thumbnail_uri=stored.thumbnail_uri,
         credits_used=finished.credits_used,
     )
@@ -193,6 +199,9 @@ def not_retried(row: Row, record: RowOutcome, origin: Origin) -> RowOutcome:
 def already_done(row: Row, record: RowOutcome, origin: Origin) -> RowOutcome:
     """A row whose verified video a previous run stored: reported, not paid for again."""
     carried = {name: getattr(record, name) for name in _RESULT_FIELDS}
+    # Same row key, same parameters: the note is worked out again so that videos stored
+    # before the column existed get theirs too.
+    carried["mismatch"] = describe(row.params, duration_s=record.duration_s, width=record.width, height=record.height)
     return RowOutcome(
         **base(row, origin),
         status="skipped",
@@ -232,6 +241,7 @@ _RESULT_FIELDS = (
     "height",
     "fps",
     "codec",
+    "mismatch",
     "thumbnail_uri",
     "credits_used",
 )

@@ -1,4 +1,4 @@
-"""What a video is expected to cost, in AI/ML API credits: for estimates and spend limits.
+"""What a video is expected to cost, in AI/ML API credits: for ``i2v estimate`` and ``--max-credits``.
 
 The API reports what each job actually cost (``credits_used``); before a job runs only an
 estimate exists, and this table is where it comes from. **Edit it** when your account's
@@ -27,6 +27,8 @@ from typing import Any
 CREDITS_PER_USD = 2_000_000
 CNY_PER_USD = 7.1
 PRICES_TAKEN = "2026-11-25"
+#: Where the figures below come from, in one line (the module's docstring has the links).
+PRICES_SOURCE = "Alibaba Model Studio list prices; ¥7.1 = 1 USD = 2,000,000 credits"
 
 #: Yuan per second of video, by model and resolution class.
 _CNY_PER_SECOND: Mapping[str, Mapping[str, float]] = {
@@ -44,6 +46,8 @@ class Estimate:
     usd: float
     #: Whether the table had the model and resolution (else the model's dearest rate).
     listed: bool
+    #: Seconds of video priced: the request's duration, or the model's fixed length.
+    seconds: int = 5
 
 
 def estimate(model: str, params: Mapping[str, Any], *, default_seconds: int = 5) -> Estimate:
@@ -54,4 +58,4 @@ def estimate(model: str, params: Mapping[str, Any], *, default_seconds: int = 5)
     listed = resolution in rates
     cny = rates.get(resolution) if listed else max(rates.values(), default=1.0)
     usd = (cny or 0.0) * seconds / CNY_PER_USD
-    return Estimate(credits=round(usd * CREDITS_PER_USD, 0), usd=round(usd, 4), listed=listed)
+    return Estimate(credits=round(usd * CREDITS_PER_USD, 0), usd=round(usd, 4), listed=listed, seconds=seconds)

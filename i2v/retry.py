@@ -28,6 +28,7 @@ from typing import TypeVar
 from i2v.errors import (
     BadResponse,
     DownloadError,
+    DownloadRefused,
     RateLimited,
     ServerError,
     StorageError,
@@ -42,6 +43,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for failures that a later identical request may not hit."""
     if isinstance(exc, (TransportError, RateLimited, ServerError, BadResponse)):
         return True
+    if isinstance(exc, DownloadRefused):
+        return False
     if isinstance(exc, DownloadError):
         return exc.status is None or exc.status == 429 or exc.status >= 500
     if isinstance(exc, StorageError):

@@ -20,7 +20,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,23 @@ from urllib.parse import urlsplit
 from i2v import inputs
 from i2v.errors import InputError
 from i2v.inputs import REQUIRED_COLUMNS
+from i2v.limits import MAX_ID_CHARS, Limits, megabytes
 from i2v.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
+from i2v.names import output_name
+from i2v.sources import Opener, is_s3, open_local
+
+#: Turns an ``s3://`` image into a URL the API can fetch (a presigned GET).
+Presigner = Callable[[str], str]
 
 RESERVED_COLUMNS = ("id", "model", "api_path", *REQUIRED_COLUMNS)
 #: Where a copy of each local or inline image is kept in the destination, by content.
 INPUTS_PREFIX = "inputs/"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
 KEY_LENGTH = 20
 _NO_LIMIT = 1 << 62
 
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DATA_URI = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.IGNORECASE | re.DOTALL)
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 _IMAGE_MAGIC = (
@@ -60,6 +65,7 @@ class Row:
 
     index: int
     line: int
+    #: As written in the input (or the row key when none was given); the manifest keeps it.
     id: str
     key: str
     model: str
@@ -72,6 +78,12 @@ class Row:
     #: For a local file or a data URI: where its copy lives in the destination
     #: (``inputs/<sha256>.<ext>``), the ``image_url`` the manifest gives. None for a URL.
     image_key: str | None = None
+    #: What names the row's files: the id made safe (see :mod:`i2v.names`).
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", output_name(self.id))
 
     @property
     def image_shown(self) -> str:
@@ -85,9 +97,18 @@ class Row:
         match = _DATA_URI.match(self.image_ref)
         return base64.b64decode(match.group(2)) if match else None
 
-    def request_body(self) -> dict[str, Any]:
-        """The JSON body of the create request (local images become data URIs)."""
-        image = self.image_ref if self.image_path is None else image_data_uri(Path(self.image_path))
+    def request_body(self, presign: Presigner | None = None) -> dict[str, Any]:
+        """The JSON body of the create request.
+
+        Local images become data URIs; ``s3://`` images become URLs from ``presign``.
+        """
+        image = self.image_ref
+        if self.image_path is not None:
+            image = image_data_uri(Path(self.image_path))
+        elif is_s3(image):
+            if presign is None:
+                raise InputError(f"{image} needs an S3 client to be sent", row=self.index, field="image_url")
+            image = presign(image)
         return {"model": self.api_model, "prompt": self.prompt, "image_url": image, **self.params}
 
 
@@ -122,13 +143,16 @@ def read_rows(
     model: str = DEFAULT_MODEL,
     route: RouteName | None = None,
     defaults: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
+    format: str | None = None,
+    opener: Opener = open_local,
 ) -> RowSet:
     """Read and validate a whole input. Raises :class:`InputError` only when the file itself is unusable."""
     run_model(model)
-    whole = inputs.plan(path, rows_per_shard=_NO_LIMIT)
+    whole = inputs.plan(path, rows_per_shard=_NO_LIMIT, limits=limits, format=format, opener=opener)
     rows = RowSet(ignored_columns=ignored_columns(whole.header))
     for shard in whole.shards:
-        part = read_shard(whole, shard, model=model, route=route, defaults=defaults)
+        part = read_shard(whole, shard, model=model, route=route, defaults=defaults, limits=limits, opener=opener)
         rows.rows += part.rows
         rows.invalid += part.invalid
         rows.total += part.total
@@ -142,22 +166,29 @@ def read_shard(
     model: str = DEFAULT_MODEL,
     route: RouteName | None = None,
     defaults: Mapping[str, Any] | None = None,
+    limits: Limits | None = None,
+    opener: Opener = open_local,
 ) -> RowSet:
     """Validate the rows of one shard of a planned input."""
     default_model = run_model(model)
     run_defaults = {_canonical_name(k): v for k, v in (defaults or {}).items() if v is not None and v != ""}
-    base_dir = Path(input_plan.path).parent
-    validator = _RowValidator(base_dir=base_dir, model=default_model, route=route, defaults=run_defaults)
+    # Relative image paths are taken from a local input's folder; an S3 input has none.
+    base_dir = None if is_s3(input_plan.path) else Path(input_plan.path).parent
+    validator = _RowValidator(
+        base_dir=base_dir, model=default_model, route=route, defaults=run_defaults, limits=limits or Limits()
+    )
     result = RowSet(ignored_columns=ignored_columns(input_plan.header))
-    for record in inputs.read_records(input_plan, shard):
+    for record in inputs.read_records(input_plan, shard, opener=opener):
         result.total += 1
         try:
+            if record.problem:
+                raise _Problem(*record.problem)
             if record.extra:
                 raise _Problem(None, f"has {record.extra} more cell(s) than the header")
             conflict = shard.id_conflicts.get(record.index)
             if conflict:
                 raise _Problem("id", conflict)
-            row = validator.validate(record.index, record.line, record.cells)
+            row = validator.validate(record.index, record.line, record.cells, name=shard.names.get(record.index))
         except _Problem as problem:
             bad = InvalidRow(record.index, record.line, problem.field, problem.reason, _shown_cells(record.cells))
             result.invalid.append(bad)
@@ -166,9 +197,11 @@ def read_shard(
     return result
 
 
-def check_input(path: str | Path, *, model: str = DEFAULT_MODEL) -> None:
+def check_input(
+    path: str | Path, *, model: str = DEFAULT_MODEL, format: str | None = None, opener: Opener = open_local
+) -> None:
     """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
-    inputs.read_header(path)
+    inputs.read_header(path, format=format, opener=opener)
     run_model(model)
 
 
@@ -186,15 +219,24 @@ class _Problem(Exception):
 
 class _RowValidator:
     def __init__(
-        self, *, base_dir: Path, model: ModelSpec, route: RouteName | None, defaults: Mapping[str, Any]
+        self,
+        *,
+        base_dir: Path | None,
+        model: ModelSpec,
+        route: RouteName | None,
+        defaults: Mapping[str, Any],
+        limits: Limits,
     ) -> None:
         self.base_dir = base_dir
         self.model = model
         self.route = route
         self.defaults = defaults
+        self.limits = limits
+        root = limits.image_root or base_dir
+        self.image_root = Path(root).resolve() if root else None
         self.image_digests: dict[Path, tuple[str, str]] = {}
 
-    def validate(self, index: int, line: int, cells: Mapping[str, str]) -> Row:
+    def validate(self, index: int, line: int, cells: Mapping[str, str], *, name: str | None = None) -> Row:
         spec = self._model(cells.get("model", ""))
         wanted = cells.get("api_path", "").strip().lower() or self.route
         if wanted not in (None, "universal", "legacy"):
@@ -208,12 +250,19 @@ class _RowValidator:
             raise _Problem("prompt", "is empty")
         if not route.prompt_min <= len(prompt) <= route.prompt_max:
             raise _Problem(
-                "prompt", f"has {len(prompt)} characters; {spec.name} accepts {route.prompt_min} to {route.prompt_max}"
+                "prompt",
+                f"has {len(prompt):,} characters; {spec.name} accepts {route.prompt_min} to {route.prompt_max}",
             )
+        if self.limits.max_prompt_chars is not None and len(prompt) > self.limits.max_prompt_chars:
+            allowed = self.limits.max_prompt_chars
+            raise _Problem("prompt", f"has {len(prompt):,} characters; this run allows {allowed} (--max-prompt-chars)")
         image_ref, image_path, image_identity, image_key = self._image(cells.get("image_url", "").strip())
         params = self._params(spec, route, cells)
         key = row_key(spec.api_id, route.name, params, prompt, image_identity)
-        row_id = self._id(cells.get("id", "").strip(), key)
+        given_id = cells.get("id", "").strip()
+        if len(given_id) > MAX_ID_CHARS:
+            raise _Problem("id", f"has {len(given_id):,} characters; ids name files and may have {MAX_ID_CHARS}")
+        row_id = given_id or key
         return Row(
             index=index,
             line=line,
@@ -227,6 +276,7 @@ class _RowValidator:
             params=params,
             image_path=str(image_path) if image_path else None,
             image_key=image_key,
+            name=name or output_name(row_id),
         )
 
     def _model(self, name: str) -> ModelSpec:
@@ -245,6 +295,8 @@ class _RowValidator:
             match = _DATA_URI.match(ref)
             if not match:
                 raise _Problem("image_url", "is a data URI but not data:image/<type>;base64,<data>")
+            if len(match.group(2)) * 3 // 4 > self.limits.max_image_bytes + 2:
+                raise _Problem("image_url", self._too_big(len(match.group(2)) * 3 // 4, "the data URI's image"))
             try:
                 payload = base64.b64decode(match.group(2), validate=True)
             except (binascii.Error, ValueError):
@@ -256,22 +308,60 @@ class _RowValidator:
                 raise _Problem("image_url", "is a data URI whose data is not a PNG, JPEG, GIF or WebP image")
             digest = hashlib.sha256(payload).hexdigest()
             return ref, None, f"sha256:{digest}", _input_key(digest, mime)
+        if _SPACE_OR_CONTROL.search(ref):
+            raise _Problem("image_url", "contains spaces or control characters; encode them in the URL (%20)")
         parts = urlsplit(ref)
-        if parts.scheme in ("http", "https"):
-            if not parts.netloc:
-                raise _Problem("image_url", f"is not a valid URL: {ref!r}")
+        scheme = parts.scheme.lower()
+        if scheme in ("http", "https"):
+            if not parts.hostname:
+                raise _Problem("image_url", f"is not a valid URL: {shorten_image_ref(ref)!r}")
+            if scheme == "http" and not self.limits.allow_http_images:
+                raise _Problem("image_url", "uses http://; only https:// is accepted unless --allow-http-images")
             return ref, None, ref, None
-        if parts.scheme and len(parts.scheme) > 1:
-            raise _Problem(
-                "image_url", f"uses {parts.scheme}:// but only http(s) URLs, data URIs and local paths are accepted"
-            )
+        if scheme == "s3":
+            if not parts.netloc or not parts.path.strip("/"):
+                raise _Problem("image_url", f"is not an s3://bucket/key URI: {shorten_image_ref(ref)!r}")
+            return ref, None, ref, None
+        if scheme == "file":
+            raise _Problem("image_url", "file:// URLs are not accepted; give the file's path instead")
+        if scheme and len(scheme) > 1:
+            raise _Problem("image_url", f"uses {scheme}:// but only https URLs, data URIs and local paths are accepted")
+        if self.base_dir is None or self.image_root is None:
+            raise _Problem("image_url", "is a local path, but the input was read from S3: use s3:// or https URLs")
         path = (self.base_dir / ref).resolve()
+        if not path.is_relative_to(self.image_root):
+            raise _Problem(
+                "image_url",
+                f"{shorten_image_ref(ref)!r} is outside {self.image_root}, the folder local images must be in "
+                "(--image-root)",
+            )
         found = self.image_digests.get(path)
         if found is None:
-            found = _local_image_digest(path, ref)
+            found = self._local_image_digest(path, ref)
             self.image_digests[path] = found
         digest, mime = found
         return ref, path, f"sha256:{digest}", _input_key(digest, mime)
+
+    def _local_image_digest(self, path: Path, ref: str) -> tuple[str, str]:
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise _Problem("image_url", f"{ref!r} is not a file")
+            if size > self.limits.max_image_bytes:
+                raise _Problem("image_url", self._too_big(size, repr(ref)))
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise _Problem("image_url", f"local image {ref!r} not found (looked at {path})") from None
+        except OSError as exc:
+            raise _Problem("image_url", f"local image {ref!r} cannot be read: {exc.strerror}") from None
+        mime = sniff_image_type(data)
+        if mime is None:
+            raise _Problem("image_url", f"{ref!r} is not a PNG, JPEG, GIF or WebP image")
+        return hashlib.sha256(data).hexdigest(), mime
+
+    def _too_big(self, size: int, what: str) -> str:
+        limit = self.limits.max_image_bytes
+        return f"{what} is {size:,} bytes; the limit is {megabytes(limit)} (--max-image-mb)"
 
     def _params(self, spec: ModelSpec, route: Route, cells: Mapping[str, str]) -> dict[str, Any]:
         given: dict[str, tuple[Any, str]] = {}
@@ -297,11 +387,6 @@ class _RowValidator:
             if name not in params and param.default is not None:
                 params[name] = param.default
         return dict(sorted(params.items()))
-
-    def _id(self, given: str, key: str) -> str:
-        if given and not _ID_PATTERN.match(given):
-            raise _Problem("id", "must be 1-128 letters, digits, '.', '_' or '-' and start with a letter or digit")
-        return given or key
 
 
 def _coerce(param: Param, value: Any, *, field: str) -> Any:
@@ -374,24 +459,6 @@ def shorten_image_ref(ref: str, limit: int = 80) -> str:
 
 def _input_key(digest: str, mime: str) -> str:
     return f"{INPUTS_PREFIX}{digest}.{_EXTENSIONS.get(mime, 'img')}"
-
-
-def _local_image_digest(path: Path, ref: str) -> tuple[str, str]:
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise _Problem("image_url", f"{ref!r} is not a file")
-        if size > MAX_IMAGE_BYTES:
-            raise _Problem("image_url", f"{ref!r} is {size} bytes; the limit is {MAX_IMAGE_BYTES}")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _Problem("image_url", f"local image {ref!r} not found (looked at {path})") from None
-    except OSError as exc:
-        raise _Problem("image_url", f"local image {ref!r} cannot be read: {exc.strerror}") from None
-    mime = sniff_image_type(data)
-    if mime is None:
-        raise _Problem("image_url", f"{ref!r} is not a PNG, JPEG, GIF or WebP image")
-    return hashlib.sha256(data).hexdigest(), mime
 
 
 def run_model(name: str) -> ModelSpec:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from i2v.errors import ConfigError
+from i2v.limits import Limits
 from i2v.models import DEFAULT_MODEL, RouteName
 
 #: Rows per shard unless asked otherwise: a shard's rows and outcomes are held in memory
@@ -51,6 +52,9 @@ class RunSpec:
     resubmit_unknown: bool = False
     max_failure_ratio: float | None = None
     max_credits: float | None = None
+    limits: Limits = field(default_factory=Limits)
+    #: ``csv``, ``jsonl`` or ``parquet``; None: from the input's extension.
+    input_format: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:

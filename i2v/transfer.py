@@ -24,6 +24,7 @@ from i2v.blocking import Offload
 from i2v.errors import DownloadError
 from i2v.media import VideoInfo, probe
 from i2v.storage import Destination, ObjectWriter
+from i2v.urls import DownloadRules
 
 VIDEO_PREFIX = "videos/"
 THUMB_PREFIX = "thumbs/"
@@ -51,12 +52,23 @@ def thumbnail_key(name: str) -> str:
     return f"{THUMB_PREFIX}{name}.jpg"
 
 
-async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, name: str, offload: Offload) -> Stored:
-    """Download ``url`` into ``videos/<name>.mp4``, decode it, then commit; thumbnail beside it."""
+async def store_video(
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Destination,
+    *,
+    name: str,
+    offload: Offload,
+    rules: DownloadRules | None = None,
+) -> Stored:
+    """Download ``url`` into ``videos/<name>.mp4``, decode it, then commit; thumbnail beside it.
+
+    ``rules`` say which URLs are followed and how many bytes are taken (default: https only).
+    """
     with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
         sink = _Sink(dest, video_key(name), Path(tmp) / "video.mp4")
         try:
-            declared = await _stream(http, url, sink, offload)
+            declared = await _stream(http, url, sink, offload, rules)
             if declared is not None and sink.size != declared:
                 raise DownloadError(f"download ended after {sink.size} of {declared} bytes")
             return await offload(sink.finish, thumbnail_key(name))
@@ -65,7 +77,9 @@ async def store_video(http: httpx.AsyncClient, url: str, dest: Destination, *, n
             raise
 
 
-async def _stream(http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offload) -> int | None:
+async def _stream(
+    http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offload, rules: DownloadRules | None
+) -> int | None:
     """Copy the download into ``sink``; returns the declared length.
 
     One chunk is written (and hashed) in a thread while the next is read from the
@@ -73,7 +87,7 @@ async def _stream(http: httpx.AsyncClient, url: str, sink: _Sink, offload: Offlo
     """
     writing: asyncio.Future[None] | None = None
     try:
-        async with open_download(http, url) as (chunks, declared):
+        async with open_download(http, url, rules=rules) as (chunks, declared):
             async for chunk in chunks:
                 if writing is not None:
                     await writing

@@ -19,7 +19,14 @@ from tasks import resources
 async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
     """Count the input's rows and cut them into shards; check the destination can be written."""
     await asyncio.to_thread(resources.destination(run.dest).check)
-    input_plan = await asyncio.to_thread(plan, run.input, rows_per_shard=rows_per_shard)
+    input_plan = await asyncio.to_thread(
+        plan,
+        run.input,
+        rows_per_shard=rows_per_shard,
+        limits=run.limits,
+        format=run.input_format,
+        opener=resources.opener(run.input),
+    )
     get_run_logger().info(
         "%d rows in %d shard(s) of up to %d rows", input_plan.total_rows, len(input_plan.shards), rows_per_shard
     )
@@ -31,7 +38,14 @@ async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> 
     """Read and validate one shard's rows; invalid rows are reported, not raised."""
     logger = get_run_logger()
     rows = await asyncio.to_thread(
-        read_shard, input_plan, shard, model=run.model, route=run.api_path, defaults=run.defaults
+        read_shard,
+        input_plan,
+        shard,
+        model=run.model,
+        route=run.api_path,
+        defaults=run.defaults,
+        limits=run.limits,
+        opener=resources.opener(input_plan.path),
     )
     if rows.invalid:
         logger.warning(

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from i2v import manifest, merged, report
+from i2v import export, manifest, merged, report
 from i2v.inputs import InputPlan
 from i2v.outcomes import RowOutcome
 from i2v.report_page import ReportSummary, publish_report
@@ -32,6 +32,8 @@ async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome])
 async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -> report.Summary:
     """Assemble the parts into the run's manifest, merge it into the destination's, write the report.
 
+    Rewrites the destination's ``metadata.jsonl`` (its videos as a Hugging Face ``videofolder``).
+
     Publishes the summary, the first failed rows and links to the manifest and report as artifacts.
     """
     dest = resources.destination(run.dest)
@@ -51,6 +53,8 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
     summary = tally.summary(wall_s=wall_s)
     assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
     await asyncio.to_thread(merged.merge, dest)
+    # After the merge, from the root: training code sees every completed row of the destination.
+    await asyncio.to_thread(export.write_metadata, dest)
     page = ReportSummary.of(summary, run=run.name, destination=dest.uri)
     report_uri = await asyncio.to_thread(publish_report, dest, page, rows())
     manifest_uri = written[f"runs/{run.name}/manifest.parquet"]

@@ -10,9 +10,8 @@ poll pacer, HTTP client and thread pool. It lives while anything of the run hold
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,17 +21,21 @@ from i2v.blocking import Offload
 from i2v.engine import Engine, EngineOptions
 from i2v.limiter import AdmissionLimiter
 from i2v.pacing import PollPacer
-from i2v.progress import Progress
+from i2v.progress import Progress, Snapshot
 from i2v.run import RunSpec
+from i2v.s3 import endpoint_from_env, make_client
 from i2v.settings import ApiSettings
+from i2v.sources import Opener, is_s3, opener_for, presigner
 from i2v.storage import Destination, open_destination
+from i2v.urls import DownloadRules
 from tasks import secrets, slots
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _destinations: dict[tuple[str, str], Destination] = {}
+_s3_clients: dict[str, S3Client] = {}
 
 
 @dataclass
@@ -48,13 +51,28 @@ _halted: str | None = None
 
 def destination(uri: str) -> Destination:
     """The destination for ``uri``; S3 clients come from the usual AWS settings."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    endpoint = endpoint_from_env()
     with _lock:
         dest = _destinations.get((uri, endpoint))
         if dest is None:
-            dest = open_destination(uri, s3_client=_s3_client(endpoint) if uri.startswith("s3://") else None)
+            dest = open_destination(uri, s3_client=s3_client() if uri.startswith("s3://") else None)
             _destinations[(uri, endpoint)] = dest
         return dest
+
+
+def s3_client() -> S3Client:
+    """This process's S3 client for the endpoint the environment names (one per endpoint)."""
+    endpoint = endpoint_from_env()
+    with _lock:
+        client = _s3_clients.get(endpoint)
+        if client is None:
+            client = _s3_clients[endpoint] = make_client(endpoint)
+        return client
+
+
+def opener(uri: str) -> Opener:
+    """How to open the input ``uri``: a local file, or an S3 object through this process's client."""
+    return opener_for(uri, s3_client() if is_s3(uri) else None)
 
 
 @asynccontextmanager
@@ -83,6 +101,25 @@ def running(run_name: str) -> Engine | None:
     return held.engine if held is not None else None
 
 
+def progress_reader(run_name: str) -> Callable[[], Snapshot | None]:
+    """Reads the counts of a run of this process, from any thread: None until the run has its engine.
+
+    The counts stay readable after the run has let go of its engine, so that a display's
+    last frame has the last rows too.
+    """
+    found: list[Engine] = []
+
+    def read() -> Snapshot | None:
+        if not found:
+            engine = running(run_name)
+            if engine is None:
+                return None
+            found.append(engine)
+        return found[0].progress.snapshot(in_flight=found[0].limiter.stats().in_flight)
+
+    return read
+
+
 def halt_all(reason: str) -> None:
     """Halt every run in this process (a signal arrived); safe to call from any thread."""
     global _halted
@@ -97,6 +134,7 @@ def reset() -> None:
     _halted = None
     with _lock:
         _destinations.clear()
+        _s3_clients.clear()
 
 
 def _build(run: RunSpec, progress: Progress) -> Engine:
@@ -116,14 +154,13 @@ def _build(run: RunSpec, progress: Progress) -> Engine:
             resubmit_unknown=run.resubmit_unknown,
             max_failure_ratio=run.max_failure_ratio,
             max_credits=run.max_credits,
+            downloads=DownloadRules.for_api(settings.base_url, max_bytes=run.limits.max_video_bytes),
         ),
         progress=progress,
+        presign=_presign,
     )
 
 
-def _s3_client(endpoint: str) -> S3Client:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 5})
-    return boto3.client("s3", endpoint_url=endpoint or None, config=config)
+def _presign(uri: str) -> str:
+    # The client is made on first use: most runs have no s3:// images.
+    return presigner(s3_client())(uri)

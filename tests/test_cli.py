@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def test_bad_csv_is_one_line(
     """A missing file, a missing column or an unknown model is one line naming the problem, no traceback."""
     monkeypatch.setenv("AIMLAPI_API_KEY", "k")
     assert main(["run", str(tmp_path / "nope.csv"), "--dest", "out"]) == 2
-    assert capsys.readouterr().err.startswith("i2v: error: CSV file not found:")
+    assert capsys.readouterr().err.startswith("i2v: error: input file not found:")
     (tmp_path / "rows.csv").write_text("image,prompt\nx.png,hi\n")
     assert main(["run", str(tmp_path / "rows.csv"), "--dest", "out"]) == 2
     assert "lacks the column(s) image_url" in capsys.readouterr().err
@@ -76,5 +77,9 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     completed = manifest[manifest["status"] == "completed"]
     for uri, seconds in zip(completed["video_uri"], completed["duration_s"], strict=True):
         assert probe(Path(uri)).duration_s == pytest.approx(seconds)
+    assert completed["mismatch"].isna().all(), "the demo's emulator renders what was asked"
+    lines = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(completed["id"]), "one line per completed row"
+    assert all((dest / line["file_name"]).is_file() for line in lines)
     assert "rows: " in done.stdout
     assert "manifest:" in done.stdout

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from i2v.emulator.pricing import price
 from i2v.emulator.render import render_video
 from i2v.emulator.validation import validate_create
 from i2v.models import LEGACY_PATH, MODELS, UNIVERSAL_PATH
+from tests.loopback import serving
 from tests.vendor import shared_dir
 
 WAN25 = "alibaba/wan2.5-i2v-preview"
@@ -203,14 +203,8 @@ def image_server(tmp_path: Path) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 # --- authentication and validation ----------------------------------------------------
@@ -769,3 +763,29 @@ def test_vendor_sample_client_runs_unchanged_against_the_emulator(
     stats = emu.stats()
     assert stats["creates"] == 1
     assert stats["jobs"]["completed"] == 1
+
+
+def test_off_spec_jobs_make_a_shorter_video_of_the_other_orientation(launch: Launch) -> None:
+    """With ``off_spec_rate=1`` every video has half the asked duration and the other orientation, billed as asked."""
+    emu = launch(off_spec_rate=1.0, short_side=32, fps=4)
+    for aspect_ratio, tall in (("16:9", True), ("9:16", False), ("1:1", False)):
+        done, _ = emu.wait(emu.create(_body(duration=10, aspect_ratio=aspect_ratio, resolution="480p")))
+        assert done["meta"] == {"usage": {"credits_used": price("480p", 10)}}
+        video = _download(done["video"]["url"])
+        assert video["duration"] == 5
+        assert (video["height"] > video["width"]) is tall
+        assert video["width"] != video["height"]
+    assert emu.stats()["faults"]["off_spec"] == 3
+
+
+def test_short_side_asked_renders_at_the_asked_resolution(launch: Launch) -> None:
+    """``short_side=None`` gives the frame the asked resolution's short side, in the asked shape."""
+    emu = launch(short_side=None, fps=1)
+    for resolution, aspect_ratio, size in (("480p", "16:9", (854, 480)), ("720p", "1:1", (720, 720))):
+        done, _ = emu.wait(emu.create(_body(duration=5, aspect_ratio=aspect_ratio, resolution=resolution)))
+        video = _download(done["video"]["url"])
+        assert (video["width"], video["height"]) == size
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert parser.parse_args(["--short-side", "asked"]).short_side is None
+    assert parser.parse_args(["--short-side", "96"]).short_side == 96

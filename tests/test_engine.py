@@ -22,6 +22,7 @@ from i2v.retry import Backoff
 from i2v.rows import Row, read_rows
 from i2v.settings import Secret
 from i2v.storage import LocalDestination
+from i2v.urls import DownloadRules
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.anyio
@@ -53,7 +54,7 @@ async def _engine(
         limiter=AdmissionLimiter(max_in_flight),
         pacer=PollPacer(0.1),
         offload=Offload(4),
-        options=EngineOptions(run=run, job_timeout_s=60, **options),
+        options=EngineOptions(run=run, job_timeout_s=60, downloads=DownloadRules.for_api(emu.base_url), **options),
     )
     try:
         yield engine

@@ -238,7 +238,7 @@ def test_crash_after_submit_reattaches_instead_of_paying_twice(emu: Emulator, im
 def test_artifacts_and_logs_never_hold_the_key(
     emu: Emulator, images: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The run publishes its summary, failure table and manifest link; the key appears nowhere."""
+    """The run publishes its summary, failure table, manifest link and progress (100 at the end); no key anywhere."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -257,7 +257,9 @@ def test_artifacts_and_logs_never_hold_the_key(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[parent_id]))
         )
     by_key = {a.key: a for a in artifacts}
-    assert {"i2v-run-summary", "i2v-failed-rows", "i2v-manifest"} <= set(by_key)
+    assert {"i2v-run-summary", "i2v-failed-rows", "i2v-manifest", "i2v-progress"} <= set(by_key)
+    assert by_key["i2v-progress"].data == 100
+    assert str(by_key["i2v-progress"].description).startswith("done: 2/2 rows, 1 completed, 0 skipped, 1 failed")
     assert "| 2 | 1 | 0 | 1 |" in str(by_key["i2v-run-summary"].data)
     assert "ContentModerationError" in json.dumps(by_key["i2v-failed-rows"].data)
     everything = "\n".join(
@@ -326,3 +328,66 @@ def test_memory_is_bounded_by_shards_not_by_rows(images: Path, tmp_path: Path, m
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=shard_runs[:1])))
     assert len(task_runs) <= 20, "a shard is a handful of task runs, not one per row"
+
+
+def test_mismatched_videos_are_noted_and_every_completed_row_is_exported(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Videos as asked carry no note; off-spec ones complete with one (manifest, report); metadata.jsonl loads."""
+    import datasets
+
+    from tests.test_report_page import records
+
+    dest = tmp_path / "out"
+    first, second = images / "first.csv", images / "second.csv"
+    first.write_text(
+        "id,image_url,prompt,model,duration,aspect_ratio,resolution\n"
+        "wide,wide.png,Waves roll onto the shore,,10,16:9,480p\n"
+        "plus,tall.png,Rain on the window,alibaba/wan2.2-i2v-plus,,,480P\n"
+        "blocked,wide.png,A forbidden door,,5,,480p\n"
+    )
+    second.write_text(
+        "id,image_url,prompt,duration,aspect_ratio,resolution\n"
+        "tall,tall.png,A leaf falls,10,9:16,480p\n"
+        "square,square.png,A top spins,5,1:1,480p\n"
+    )
+    for config, csv in (({"short_side": None}, first), ({"off_spec_rate": 1.0}, second)):
+        with emulator(**config) as running:
+            monkeypatch.setenv("AIMLAPI_BASE_URL", running.base_url)
+            monkeypatch.setenv("AIMLAPI_API_KEY", running.api_key)
+            _run(csv, str(dest))
+
+    root = _by_id(pd.read_parquet(dest / "manifest.parquet"))
+    assert root["wide"]["status"] == root["plus"]["status"] == "completed"
+    assert [pd.isna(root[i]["mismatch"]) for i in ("wide", "plus")] == [True, True], "rendered as asked"
+    assert root["tall"]["status"] == root["square"]["status"] == "completed", "a mismatch never fails the row"
+    assert root["tall"]["mismatch"] == (
+        "duration 10s asked, 5.0s got; aspect 9:16 asked, 16:9 got; resolution 480p asked, 64p got"
+    )
+    assert root["square"]["mismatch"] == (
+        "duration 5s asked, 2.0s got; aspect 1:1 asked, 16:9 got; resolution 480p asked, 64p got"
+    )
+    page = {row["id"]: row for row in records((dest / "report.html").read_text())}
+    assert page["tall"]["mismatch"] == root["tall"]["mismatch"], "the report flags the card"
+
+    lines = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(line["id"] for line in lines) == ["plus", "square", "tall", "wide"], "both runs, completed only"
+    for line in lines:
+        assert (dest / line["file_name"]).is_file()
+        assert line["file_name"] == f"videos/{line['id']}.mp4"
+        assert line["row_key"] == root[line["id"]]["row_key"]
+        assert line["mismatch"] == (None if pd.isna(root[line["id"]]["mismatch"]) else root[line["id"]]["mismatch"])
+    wide = next(line for line in lines if line["id"] == "wide")
+    assert (wide["duration"], wide["aspect_ratio"], wide["resolution"]) == (10, "16:9", "480p")
+    assert (wide["width"], wide["height"], wide["duration_s"]) == (854, 480, 10.0)
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = datasets.load_dataset("videofolder", data_dir=str(dest), split="train", cache_dir=str(tmp_path / "hf"))
+    # Not decoded: decoding needs torchcodec, which training code brings; the pairing is what is checked.
+    loaded = loaded.cast_column("video", datasets.Video(decode=False))
+    assert loaded.num_rows == 4
+    assert {"video", "prompt", "model", "resolution", "duration", "seed", "mismatch"} <= set(loaded.column_names)
+    by_id = {row["id"]: row for row in loaded}
+    assert Path(by_id["tall"]["video"]["path"]) == dest / "videos" / "tall.mp4"
+    assert by_id["tall"]["prompt"] == "A leaf falls"

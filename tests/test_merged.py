@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from i2v import manifest, merged
 from i2v.outcomes import RowOutcome
@@ -85,3 +86,33 @@ def test_two_runs_finishing_together_both_land_in_the_merged_manifest(tmp_path: 
     assert included == runs
     frame = pd.read_parquet(tmp_path / "manifest.parquet")
     assert sorted(frame["row_key"]) == [f"k{i}" for i in range(8)]
+
+
+def drop_mismatch(path: Path) -> None:
+    """Rewrite a manifest without its ``mismatch`` column, metadata kept, as versions before it wrote them."""
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["mismatch"]).replace_schema_metadata(table.schema.metadata), path)
+
+
+def test_manifests_from_before_the_mismatch_column_merge_with_new_ones(tmp_path: Path) -> None:
+    """A run table, part and root lacking ``mismatch`` read as empty notes; a new run's notes land in the root."""
+    dest = LocalDestination(tmp_path)
+    manifest.write_manifest(dest, [_outcome("a", 0, "completed", run="r1")], run="r1")
+    drop_mismatch(tmp_path / "runs" / "r1" / "manifest.parquet")
+    assert merged.merge(dest) == ["r1"]
+    drop_mismatch(tmp_path / "manifest.parquet")
+    manifest.write_part(dest, "r2", 0, [_outcome("b", 0, "completed", run="r2", mismatch="aspect 16:9 asked, 1:1 got")])
+    drop_mismatch(tmp_path / manifest.part_key("r2", 0))
+    part = manifest.read_part(dest, manifest.part_key("r2", 0))
+    assert part is not None
+    assert part.column("mismatch").to_pylist() == [None]
+    manifest.write_manifest(
+        dest, [_outcome("b", 0, "completed", run="r2", mismatch="aspect 16:9 asked, 1:1 got")], run="r2"
+    )
+
+    assert merged.merge(dest) == ["r1", "r2"]
+    frame = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert frame["mismatch"].isna().tolist() == [True, False]
+    assert frame["mismatch"].iloc[1] == "aspect 16:9 asked, 1:1 got"
+    assert str(frame["mismatch"].dtype) == "string"
+    assert "mismatch" in (tmp_path / "manifest.csv").read_text().splitlines()[0].split(",")

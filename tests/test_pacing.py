@@ -34,13 +34,14 @@ def test_unlearned_classes_are_polled_at_the_poll_interval() -> None:
 
 def test_jobs_of_one_length_are_caught_within_a_step_in_two_or_three_polls() -> None:
     """With every job taking 3 s, learnt jobs are polled just before and just after 3 s."""
-    pacer = PollPacer(1 / 3)
+    pacer = PollPacer(1 / 3, rng=random.Random(5))
     polls, _ = _run_job(pacer, 3.0)
     assert polls == 9, "every 1/3 s until learnt: 9 x 1/3 s reaches 3 s"
     later = [_run_job(pacer, 3.0) for _ in range(500)][100:]
     assert max(polls for polls, _ in later) <= 3
     assert sum(polls for polls, _ in later) / len(later) <= 2.5
-    assert max(delay for _, delay in later) <= pacer.min_interval_s + 1e-9
+    # Seen done within one short, jittered interval of finishing.
+    assert max(delay for _, delay in later) <= 1.5 * pacer.min_interval_s
     assert pacer.expected("c") == pytest.approx(3.0, abs=0.05)
 
 

@@ -48,7 +48,7 @@ def test_valid_rows_get_model_defaults_and_canonical_values(folder: Path) -> Non
 
 
 def test_invalid_rows_name_row_and_field_and_the_rest_carry_on(folder: Path) -> None:
-    """Each bad row is reported with its index, CSV line and field; good rows still come out."""
+    """Each bad row is reported with its index, CSV line and field; good rows, and odd ids made safe, come out."""
     path = _csv(
         folder,
         "id,image_url,prompt,duration,model\n"
@@ -62,7 +62,8 @@ def test_invalid_rows_name_row_and_field_and_the_rest_carry_on(folder: Path) -> 
         "ftp,ftp://host/x.png,Scheme,5,\n",
     )
     result = read_rows(path)
-    assert [row.id for row in result.rows] == ["ok"]
+    assert [row.id for row in result.rows] == ["ok", "bad id!"]
+    assert result.rows[1].name.startswith("bad_id-"), "an unsafe id is made a safe name, not a failure"
     problems = {bad.index: (bad.field, bad.message) for bad in result.invalid}
     assert problems[1][0] == "duration"
     assert "must be one of 5, 10, got 12" in problems[1][1]
@@ -74,7 +75,7 @@ def test_invalid_rows_name_row_and_field_and_the_rest_carry_on(folder: Path) -> 
     assert "not a PNG, JPEG, GIF or WebP" in problems[4][1]
     assert problems[5][0] == "model"
     assert "unknown model 'acme/nope'" in problems[5][1]
-    assert problems[6][0] == "id"
+    assert 6 not in problems
     assert problems[7][0] == "image_url"
     assert "ftp://" in problems[7][1]
     assert result.total == 8
@@ -153,17 +154,28 @@ def test_bad_data_uri_is_invalid(folder: Path) -> None:
 
 
 def test_unusable_files_raise_one_clear_error(folder: Path) -> None:
-    """A missing file, a missing column or non-UTF-8 bytes stop the run with one message."""
-    with pytest.raises(InputError, match="CSV file not found"):
+    """A missing file, a missing column or an unknown model stop the run with one message."""
+    with pytest.raises(InputError, match="input file not found"):
         read_rows(folder / "nope.csv")
     with pytest.raises(InputError, match="lacks the column"):
         read_rows(_csv(folder, "image,prompt\na.png,x\n"))
     latin = folder / "latin.csv"
-    latin.write_bytes("image_url,prompt\na.png,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match="not UTF-8"):
+    latin.write_bytes("image_url,prompt,caf\xe9\na.png,x,\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"line 1 \(the header\) is not UTF-8"):
         read_rows(latin)
     with pytest.raises(InputError, match="unknown model"):
         read_rows(_csv(folder, "image_url,prompt\na.png,x\n"), model="acme/nope")
+
+
+def test_a_row_that_is_not_utf8_fails_alone(folder: Path) -> None:
+    """Latin-1 bytes in one prompt fail that row, naming the field; the next row proceeds."""
+    latin = folder / "latin.csv"
+    latin.write_bytes("image_url,prompt\na.png,caf\xe9\nb.png,fine\n".encode("latin-1"))
+    result = read_rows(latin)
+    (bad,) = result.invalid
+    assert (bad.index, bad.line, bad.field) == (0, 2, "prompt")
+    assert "not UTF-8 text (byte 0xe9" in bad.reason
+    assert [row.prompt for row in result.rows] == ["fine"]
 
 
 def test_excel_bom_ragged_rows_and_unknown_columns(folder: Path) -> None:

@@ -22,9 +22,12 @@ from i2v.pacing import PollPacer
 from i2v.rows import read_rows
 from i2v.storage import LocalDestination, S3Destination
 from i2v.transfer import store_video
+from i2v.urls import DownloadRules
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.anyio
+#: The emulator serves its videos over http on loopback, as the API's own rules allow.
+LOOPBACK = DownloadRules(allow_loopback_http=True)
 
 
 async def _generate(emu: Emulator, folder: Path, csv_text: str) -> str:
@@ -63,7 +66,7 @@ async def test_store_to_local_folder(video_url: str, tmp_path: Path, offload: Of
     """The video lands under videos/<name>.mp4 with a thumbnail, decodes, and has the requested duration and shape."""
     dest = LocalDestination(tmp_path)
     async with httpx.AsyncClient() as http:
-        stored = await store_video(http, video_url, dest, name="dunes", offload=offload)
+        stored = await store_video(http, video_url, dest, name="dunes", offload=offload, rules=LOOPBACK)
     assert stored.video_uri == str(tmp_path / "videos" / "dunes.mp4")
     info = probe(Path(stored.video_uri))
     assert info.codec == "h264"
@@ -78,7 +81,7 @@ async def test_store_to_s3(video_url: str, s3_client: Any, bucket: str, tmp_path
     """The same video streams into S3 and decodes after download with the requested duration."""
     dest = S3Destination(s3_client, bucket, "set")
     async with httpx.AsyncClient() as http:
-        stored = await store_video(http, video_url, dest, name="dunes", offload=offload)
+        stored = await store_video(http, video_url, dest, name="dunes", offload=offload, rules=LOOPBACK)
     assert stored.video_uri == f"s3://{bucket}/set/videos/dunes.mp4"
     local = tmp_path / "back.mp4"
     local.write_bytes(s3_client.get_object(Bucket=bucket, Key="set/videos/dunes.mp4")["Body"].read())
@@ -112,7 +115,7 @@ async def test_truncated_download_is_never_stored(video_url: str, tmp_path: Path
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         with pytest.raises(DownloadError):
-            await store_video(http, video_url, LocalDestination(tmp_path), name="cut", offload=offload)
+            await store_video(http, video_url, LocalDestination(tmp_path), name="cut", offload=offload, rules=LOOPBACK)
     assert not (tmp_path / "videos" / "cut.mp4").exists()
 
 
@@ -124,5 +127,7 @@ async def test_expired_url_is_a_download_error(tmp_path: Path, offload: Offload)
         await asyncio.sleep(0.5)
         async with httpx.AsyncClient() as http:
             with pytest.raises(DownloadError) as info:
-                await store_video(http, url, LocalDestination(tmp_path / "out"), name="late", offload=offload)
+                await store_video(
+                    http, url, LocalDestination(tmp_path / "out"), name="late", offload=offload, rules=LOOPBACK
+                )
     assert info.value.status == 403

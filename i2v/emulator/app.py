@@ -75,6 +75,7 @@ from i2v.emulator.pricing import price
 from i2v.emulator.stats import Stats
 from i2v.emulator.statuses import TERMINAL_FAILURES, TERMINAL_WORDS, reported_status
 from i2v.emulator.validation import Issue, check_create, summary
+from i2v.mismatch import resolution_lines
 from i2v.models import LEGACY_PATH, UNIVERSAL_PATH
 from i2v.models import Route as ModelRoute
 
@@ -83,6 +84,9 @@ FILES_PREFIX = "/_emulator/files/"
 RENDER_THREADS = 2
 #: Fallback when a route has no duration parameter (the models' fixed clip length).
 DEFAULT_SECONDS = 5
+#: Frame size, rendering at the asked resolution, of a request that names none.
+ASKED_FALLBACK_SHORT_SIDE = 720
+_OTHER_ORIENTATION = {"16:9": "9:16", "9:16": "16:9", "1:1": "16:9"}
 
 _MODERATION = JobFailure("ContentModerationError", "Input data may contain inappropriate content.")
 _INJECTED_JOB_ERROR = JobFailure(
@@ -490,16 +494,21 @@ class Emulator:
             word = chance.pick(config.seed, "job.terminal_status.word", attempt, TERMINAL_WORDS)
             doomed = TERMINAL_FAILURES[word]
             self.stats.note_fault("terminal_status")
+        rendered_seconds, rendered_aspect = int(seconds), None if aspect_ratio is None else str(aspect_ratio)
+        if doomed is None and chance.happens(config.seed, "job.off_spec", attempt, config.off_spec_rate):
+            rendered_seconds, rendered_aspect = _off_spec(rendered_seconds, rendered_aspect)
+            self.stats.note_fault("off_spec")
         return Job(
             id=chance.derived_uuid(config.seed, "generation_id", attempt),
             model=values["model"],
             spec=RenderSpec(
                 image_url=values.get("image_url"),
-                seconds=int(seconds),
-                aspect_ratio=None if aspect_ratio is None else str(aspect_ratio),
+                seconds=rendered_seconds,
+                aspect_ratio=rendered_aspect,
                 # Same request, same video: the seed only varies with the body itself.
                 seed=chance.integer(config.seed, "render", chance.canonical(values)),
                 audio="audio_url" in values or sound is True,
+                short_side=config.short_side or resolution_lines(resolution) or ASKED_FALLBACK_SHORT_SIDE,
             ),
             credits=price(None if resolution is None else str(resolution), int(seconds)),
             generation_seconds=config.generation_seconds * (1 + jitter),
@@ -516,6 +525,11 @@ def _render_pool(processes: int) -> Executor:
         # Start the workers (and their imports) now rather than under the first job.
         pool.submit(warm_up)
     return pool
+
+
+def _off_spec(seconds: int, aspect_ratio: str | None) -> tuple[int, str | None]:
+    """The duration and aspect ratio of a video that misses its request."""
+    return max(1, seconds // 2), None if aspect_ratio is None else _OTHER_ORIENTATION.get(aspect_ratio, "1:1")
 
 
 def _default(route: ModelRoute, name: str) -> Any:

@@ -105,14 +105,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="share of downloads closed halfway under their full Content-Length",
     )
+    add(
+        "--off-spec-rate",
+        type=float,
+        metavar="P",
+        help="share of videos made other than asked: half the duration, the other orientation",
+    )
     add("--seed", type=int, metavar="N", help="seed of all random draws (default: %(default)s)")
 
     add = parser.add_argument_group("videos").add_argument
     add(
         "--short-side",
-        type=int,
+        type=_short_side,
         metavar="PX",
-        help="pixels on the short edge (default: %(default)s)",
+        help="pixels on the short edge, or 'asked' for the asked resolution's (default: %(default)s)",
     )
     add("--fps", type=int, metavar="N", help="frames per second (default: %(default)s)")
     add(
@@ -138,10 +144,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         slow_response_seconds=defaults.slow_response_seconds,
         connection_reset_rate=defaults.connection_reset_rate,
         truncated_download_rate=defaults.truncated_download_rate,
+        off_spec_rate=defaults.off_spec_rate,
         seed=defaults.seed,
         short_side=defaults.short_side,
         fps=defaults.fps,
     )
+
+
+def _short_side(text: str) -> int | None:
+    """``--short-side``: a number of pixels, or ``asked`` (None: the asked resolution's)."""
+    if text.strip().lower() == "asked":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'asked', got {text!r}") from None
 
 
 def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
@@ -163,6 +180,7 @@ def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
         slow_response_seconds=args.slow_response_seconds,
         connection_reset_rate=args.connection_reset_rate,
         truncated_download_rate=args.truncated_download_rate,
+        off_spec_rate=args.off_spec_rate,
         blocked_terms=tuple(args.blocked_terms) if args.blocked_terms else ("forbidden",),
         credits=args.credits,
         url_ttl_seconds=args.url_ttl,

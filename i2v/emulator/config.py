@@ -192,6 +192,10 @@ class EmulatorConfig:
     connection_reset_rate: float = 0.0
     #: Downloads that declare their full length, send half of it and close the connection.
     truncated_download_rate: float = 0.0
+    #: Jobs that complete with a video other than asked, as real models sometimes do: half
+    #: the asked duration (at least 1 s) and, where an aspect ratio was asked, the other
+    #: orientation (``1:1`` becomes ``16:9``). Billed as asked.
+    off_spec_rate: float = 0.0
     #: Words (whole, case-insensitive) whose presence in a prompt fails the job in moderation.
     blocked_terms: tuple[str, ...] = ("forbidden",)
     #: Account balance; ``None`` is unlimited.
@@ -199,8 +203,11 @@ class EmulatorConfig:
     #: Download URLs stop working this long after the job completes.
     url_ttl_seconds: float = 600.0
     #: Rendered videos are scaled down to this short side and frame rate to keep rendering
-    #: cheap; aspect ratio and duration are honoured exactly.
-    short_side: int = 144
+    #: cheap; aspect ratio and duration are honoured exactly (unless ``off_spec_rate``).
+    #: ``None`` renders at the asked resolution's short side (480p: 480 pixels), as the
+    #: real service does; a scaled-down video is smaller than asked, and the pipeline's
+    #: manifest says so in its ``mismatch`` column.
+    short_side: int | None = 144
     fps: int = 8
     #: Worker processes that render videos; 0 renders in two threads of the server's own
     #: process (quick to start, for an emulator inside a test). With processes, encoding
@@ -234,6 +241,7 @@ class EmulatorConfig:
             "slow_response_rate",
             "connection_reset_rate",
             "truncated_download_rate",
+            "off_spec_rate",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1]")
@@ -241,7 +249,7 @@ class EmulatorConfig:
             raise ValueError("slow_response_seconds must be a positive number of seconds")
         if self.url_ttl_seconds <= 0:
             raise ValueError("url_ttl_seconds must be positive")
-        if self.short_side < 16 or self.short_side % 2:
+        if self.short_side is not None and (self.short_side < 16 or self.short_side % 2):
             raise ValueError("short_side must be an even number of at least 16 pixels")
         if self.render_processes < 0:
             raise ValueError("render_processes must not be negative")

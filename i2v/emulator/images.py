@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import ipaddress
 from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from i2v.urls import is_loopback
 
 FETCH_TIMEOUT_S = 5.0
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
@@ -33,17 +34,6 @@ class ImageProblem(Exception):
         self.message = message
 
 
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def load_image(reference: str, *, timeout: float = FETCH_TIMEOUT_S) -> Image.Image | None:
     """The image behind ``reference``, or ``None`` when the emulator will not fetch it.
 
@@ -51,7 +41,7 @@ def load_image(reference: str, *, timeout: float = FETCH_TIMEOUT_S) -> Image.Ima
     """
     if reference[:5].lower() == "data:":
         return _decode(_data_uri_bytes(reference), "the data URI")
-    if not is_loopback_url(reference):
+    if not is_loopback(urlsplit(reference).hostname):
         return None
     try:
         # Never through a proxy: the address is this machine's.

@@ -56,6 +56,8 @@ class RenderSpec:
     seed: int
     #: Whether the video carries a (silent) sound track.
     audio: bool = False
+    #: Pixels on the frame's short side; ``None``: the emulator's ``short_side``.
+    short_side: int | None = None
 
 
 @dataclass
@@ -89,8 +91,11 @@ def warm_up() -> None:
     """Nothing: submitted once to each render worker so it starts, and imports this module, early."""
 
 
-def produce_video(spec: RenderSpec, out: Path, *, short_side: int, fps: int) -> Path:
+def produce_video(spec: RenderSpec, out: Path, *, short_side: int | None, fps: int) -> Path:
     """Load the job's image and render its video; runs in the render pool."""
+    side = spec.short_side if spec.short_side is not None else short_side
+    if side is None:
+        raise ValueError("the job has no frame size: set the emulator's short_side or the job's")
     image = load_image(spec.image_url) if spec.image_url else None
     if spec.aspect_ratio is not None:
         aspect_ratio = spec.aspect_ratio
@@ -100,7 +105,7 @@ def produce_video(spec: RenderSpec, out: Path, *, short_side: int, fps: int) -> 
         image,
         seconds=spec.seconds,
         aspect_ratio=aspect_ratio,
-        short_side=short_side,
+        short_side=side,
         fps=fps,
         seed=spec.seed,
         out=out,
@@ -118,7 +123,7 @@ class Scheduler:
         max_concurrent: int,
         work_dir: Path,
         pool: Executor,
-        short_side: int,
+        short_side: int | None,
         fps: int,
         url_ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,

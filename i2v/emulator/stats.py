@@ -22,6 +22,7 @@ INJECTED_KINDS: tuple[str, ...] = (
     "job_error",
     "terminal_status",
     "status_variant",
+    "off_spec",
 )
 
 
