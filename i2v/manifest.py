@@ -141,13 +141,23 @@ def write_manifest(dest: Destination, outcomes: Sequence[RowOutcome], *, run: st
     return write_tables(dest, run, iter([to_table(outcomes)]))
 
 
-def csv_bytes(table: pa.Table) -> bytes:
-    """A table as spreadsheet-safe CSV (see the module docstring)."""
-    text = io.StringIO(newline="")
-    out = csv.writer(text)
-    out.writerow(table.column_names)
-    _csv_rows(out, table, table.column_names)
-    return text.getvalue().encode()
+def write_csv(dest: Destination, key: str, table: pa.Table) -> None:
+    """Stream ``table`` as spreadsheet-safe CSV into ``key``, a batch of rows at a time."""
+    writer = dest.open_writer(key, "text/csv")
+    try:
+        text = io.StringIO(newline="")
+        out = csv.writer(text)
+        out.writerow(table.column_names)
+        for batch in table.to_batches(max_chunksize=4096):
+            _csv_rows(out, pa.Table.from_batches([batch]), table.column_names)
+            writer.write(text.getvalue().encode())
+            text.seek(0)
+            text.truncate()
+        writer.write(text.getvalue().encode())
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
 
 
 def _csv_rows(out: Any, table: pa.Table, columns: Sequence[str]) -> None:

@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from i2v.manifest import PARQUET, SCHEMA, conform, csv_bytes
+from i2v.manifest import PARQUET, SCHEMA, conform, write_csv
 from i2v.records import read_record
 from i2v.storage import Destination
 
@@ -89,29 +90,43 @@ def included_runs(raw: bytes) -> list[str] | None:
 
 
 def merge_tables(root: pa.Table | None, runs: Sequence[pa.Table]) -> pa.Table:
-    """``root`` (already merged) followed by each run's table, oldest first, merged by row key."""
-    frames = []
-    if root is not None:
-        frames.append(root.to_pandas())
-    for table in runs:
-        frame = table.to_pandas()
-        if "attempts" not in frame:
-            frame["attempts"] = (frame["status"] != "skipped").astype("int64")
-        frames.append(frame)
-    if not frames:
+    """``root`` (already merged) followed by each run's table, oldest first, merged by row key.
+
+    Which row wins is decided on three small columns; the winners are then taken whole
+    from the Arrow table, so the text columns of 100,000 rows never become Python objects.
+    """
+    tables = [conform(root, MERGED_SCHEMA)] if root is not None else []
+    tables += [_with_attempts(table) for table in runs]
+    if not tables:
         return MERGED_SCHEMA.empty_table()
-    rows = pd.concat(frames, ignore_index=True)
-    rows = rows[rows["row_key"].notna()].reset_index(drop=True)
+    whole = pa.concat_tables(tables)
+    rows = pd.DataFrame(
+        {
+            "row_key": whole.column("row_key").to_pandas(),
+            "status": whole.column("status").to_pandas(),
+            "attempts": whole.column("attempts").fill_null(0).to_pandas(),
+        }
+    )
     rows["_order"] = range(len(rows))
+    rows = rows[rows["row_key"].notna()]
     attempts = rows.groupby("row_key", sort=False)["attempts"].sum()
     first_seen = rows.drop_duplicates("row_key", keep="first").set_index("row_key")["_order"]
     # The latest row that did something; a key only ever skipped keeps its latest skip.
     acted = rows[rows["status"].isin(_DONE_SOMETHING)].drop_duplicates("row_key", keep="last")
     anything = rows.drop_duplicates("row_key", keep="last")
     best = pd.concat([acted, anything]).drop_duplicates("row_key", keep="first")
-    best = best.assign(attempts=best["row_key"].map(attempts), _first=best["row_key"].map(first_seen))
-    best = best.sort_values("_first").drop(columns=["_order", "_first"]).reset_index(drop=True)
-    return pa.Table.from_pandas(best, schema=MERGED_SCHEMA, preserve_index=False)
+    best = best.assign(_first=best["row_key"].map(first_seen)).sort_values("_first")
+    merged = whole.take(pa.array(best["_order"].to_numpy()))
+    totals = pa.array(best["row_key"].map(attempts).to_numpy(), pa.int64())
+    return merged.set_column(merged.schema.get_field_index("attempts"), "attempts", totals)
+
+
+def _with_attempts(table: pa.Table) -> pa.Table:
+    """A run's table with ``attempts``: one for each row it did not merely skip."""
+    if "attempts" in table.column_names:
+        return conform(table, MERGED_SCHEMA)
+    tried = pc.cast(pc.not_equal(table.column("status"), "skipped"), pa.int64())
+    return conform(table.append_column("attempts", tried), MERGED_SCHEMA)
 
 
 def _with_recorded_work(dest: Destination, table: pa.Table, runs: set[str]) -> pa.Table:
@@ -119,12 +134,15 @@ def _with_recorded_work(dest: Destination, table: pa.Table, runs: set[str]) -> p
 
     That outcome counts as an attempt only if its run left no table to count it from.
     """
-    frame = table.to_pandas()
-    frame["attempts"] = (frame["status"] != "skipped").astype("int64")
-    pointed = frame[(frame["status"] == "skipped") & frame["error_kind"].notna() & frame["row_key"].notna()]
-    pointed = pointed[~pointed["error_kind"].isin(_ONLY_POINTERS)]
+    table = _with_attempts(table)
+    kind = table.column("error_kind")
+    # Skips that name the kind of an earlier outcome: already done, or failed for good.
+    pointing = pc.and_kleene(
+        pc.and_kleene(pc.equal(table.column("status"), "skipped"), pc.is_valid(table.column("row_key"))),
+        pc.and_kleene(pc.is_valid(kind), pc.invert(pc.is_in(kind, pa.array(_ONLY_POINTERS)))),
+    )
     earlier = []
-    for key in pointed["row_key"].unique():
+    for key in pc.unique(table.filter(pc.fill_null(pointing, False)).column("row_key")).to_pylist():
         record = read_record(dest, str(key))
         if record is None or record.status not in _DONE_SOMETHING:
             continue
@@ -132,10 +150,10 @@ def _with_recorded_work(dest: Destination, table: pa.Table, runs: set[str]) -> p
         row["attempts"] = 0 if record.run in runs else 1
         earlier.append(row)
     if not earlier:
-        return pa.Table.from_pandas(frame, schema=MERGED_SCHEMA, preserve_index=False)
+        return table
     # The earlier outcome goes first: the run's own row still wins if it did something.
     recorded = pa.Table.from_pylist([_timestamps(row) for row in earlier], schema=MERGED_SCHEMA)
-    return pa.concat_tables([recorded, pa.Table.from_pandas(frame, schema=MERGED_SCHEMA, preserve_index=False)])
+    return pa.concat_tables([recorded, table])
 
 
 def _timestamps(row: dict[str, object]) -> dict[str, object]:
@@ -153,7 +171,7 @@ def _write_root(dest: Destination, table: pa.Table, runs: list[str]) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     dest.put_bytes(ROOT, buffer.getvalue(), PARQUET)
-    dest.put_bytes(ROOT_CSV, csv_bytes(table), "text/csv")
+    write_csv(dest, ROOT_CSV, table)
 
 
 def _run_manifests(dest: Destination) -> list[str]:
