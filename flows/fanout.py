@@ -40,7 +40,7 @@ from pydantic_core import to_jsonable_python
 from flows.shard import generate_shard
 from i2v.inputs import InputPlan, Shard
 from i2v.models import DEFAULT_MODEL
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, run_name
+from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, given, run_name
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
 from tasks.slots import check_shared_limit
@@ -89,21 +89,21 @@ async def fanout(
     """
     started = time.monotonic()
     logger = get_run_logger()
-    defaults = {
-        "resolution": resolution,
-        "duration": duration,
-        "aspect_ratio": aspect_ratio,
-        "negative_prompt": negative_prompt,
-        "seed": seed,
-        "enhance_prompt": enhance_prompt,
-    }
+    defaults = given(
+        resolution=resolution,
+        duration=duration,
+        aspect_ratio=aspect_ratio,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        enhance_prompt=enhance_prompt,
+    )
     run = RunSpec(
         name=await _stable_run_name(),
         input=input,
         dest=dest,
         model=model,
         api_path=api_path,
-        defaults={k: v for k, v in defaults.items() if v is not None},
+        defaults=defaults,
         max_in_flight=max_in_flight,
         poll_interval_s=poll_interval_s,
         job_timeout_s=job_timeout_s,

@@ -22,7 +22,7 @@ from i2v.inputs import InputPlan
 from i2v.limits import Limits
 from i2v.models import DEFAULT_MODEL
 from i2v.progress import Progress
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, safe_label
+from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, given, safe_label
 from i2v.run import run_name as default_run_name
 from tasks import progress, resources
 from tasks.inputs import plan_input
@@ -72,21 +72,21 @@ async def generate_videos(
     flow run's name).
     """
     started = time.monotonic()
-    defaults = {
-        "resolution": resolution,
-        "duration": duration,
-        "aspect_ratio": aspect_ratio,
-        "negative_prompt": negative_prompt,
-        "seed": seed,
-        "enhance_prompt": enhance_prompt,
-    }
+    defaults = given(
+        resolution=resolution,
+        duration=duration,
+        aspect_ratio=aspect_ratio,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        enhance_prompt=enhance_prompt,
+    )
     run = RunSpec(
         name=safe_label(run_name) if run_name else default_run_name(runtime.flow_run.name),
         input=input,
         dest=dest,
         model=model,
         api_path=api_path,
-        defaults={k: v for k, v in defaults.items() if v is not None},
+        defaults=defaults,
         max_in_flight=max_in_flight,
         poll_interval_s=poll_interval_s,
         job_timeout_s=job_timeout_s,

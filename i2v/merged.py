@@ -123,6 +123,8 @@ def merge_tables(root: pa.Table | None, runs: Sequence[pa.Table]) -> pa.Table:
 
 def _with_attempts(table: pa.Table) -> pa.Table:
     """A run's table with ``attempts``: one for each row it did not merely skip."""
+    if table.schema.equals(MERGED_SCHEMA):
+        return table  # already counted (a run's table joined with its records)
     if "attempts" in table.column_names:
         return conform(table, MERGED_SCHEMA)
     tried = pc.cast(pc.not_equal(table.column("status"), "skipped"), pa.int64())

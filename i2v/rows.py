@@ -67,6 +67,8 @@ class Row:
     line: int
     #: As written in the input (or the row key when none was given); the manifest keeps it.
     id: str
+    #: What names the row's files: the id made safe (see :mod:`i2v.names`).
+    name: str
     key: str
     model: str
     api_model: str
@@ -78,12 +80,6 @@ class Row:
     #: For a local file or a data URI: where its copy lives in the destination
     #: (``inputs/<sha256>.<ext>``), the ``image_url`` the manifest gives. None for a URL.
     image_key: str | None = None
-    #: What names the row's files: the id made safe (see :mod:`i2v.names`).
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", output_name(self.id))
 
     @property
     def image_shown(self) -> str:

@@ -79,6 +79,11 @@ class RunSpec:
         return max(1, math.ceil(shard_rows / TASKS_PER_SHARD))
 
 
+def given(**values: Any) -> dict[str, Any]:
+    """The values that were given: a flow's optional row defaults, without the Nones."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def run_name(label: str | None, *, now: float | None = None) -> str:
     """A run's folder name under ``runs/``: a UTC timestamp and a label, safe as a key.
 

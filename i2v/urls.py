@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from i2v.errors import DownloadRefused
-from i2v.limits import MAX_REDIRECTS, Limits
+from i2v.limits import MAX_REDIRECTS, Limits, megabytes
 
 
 def is_loopback(host: str | None) -> bool:
@@ -61,6 +61,4 @@ class DownloadRules:
     def check_size(self, size: int) -> None:
         """Raise :class:`DownloadRefused` once a download passes the size limit."""
         if size > self.max_bytes:
-            raise DownloadRefused(
-                f"the video is larger than {self.max_bytes / (1024 * 1024):g} MiB, the limit (--max-video-mb)"
-            )
+            raise DownloadRefused(f"the video is larger than {megabytes(self.max_bytes)}, the limit (--max-video-mb)")
