@@ -377,6 +377,15 @@ def _tail(path: Path, lines: int = 20) -> str:
 # --- measuring a process tree -------------------------------------------------------------------
 
 
+def _label(proc: Any) -> str:
+    """A short name for a sampled process: its command line without the interpreter's path."""
+    try:
+        words = [Path(word).name if index == 0 else word for index, word in enumerate(proc.cmdline())]
+    except (psutil.Error, AttributeError):
+        return "?"
+    return " ".join(words)[:80]
+
+
 class TreeSampler:
     """Samples a process and all its descendants every ``interval_s`` in a background thread.
 
@@ -397,6 +406,8 @@ class TreeSampler:
         self.samples = 0
         #: (pid, create_time) of every process seen in the tree, root included.
         self.seen: dict[int, float] = {}
+        #: Each process's peak RSS and what it runs (``pid name: command line``).
+        self.peak_by_process: dict[int, tuple[int, str]] = {}
         self._cpu: dict[tuple[int, float], float] = {}
         self._procs: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -434,6 +445,7 @@ class TreeSampler:
             return
         rss = threads = alive = 0
         cpu: dict[tuple[int, float], float] = {}
+        each: dict[int, int] = {}
         for proc in tree:
             try:
                 with proc.oneshot():
@@ -444,6 +456,7 @@ class TreeSampler:
             except psutil.Error:
                 continue
             cpu[key] = float(times.user + times.system)
+            each[proc.pid] = int(memory.rss)
             rss += int(memory.rss)
             threads += int(count)
             alive += 1
@@ -454,12 +467,21 @@ class TreeSampler:
                 self.seen[pid] = created
             self.rss_now = rss
             self.peak_rss = max(self.peak_rss, rss)
+            for pid, now in each.items():
+                peak, label = self.peak_by_process.get(pid, (0, ""))
+                self.peak_by_process[pid] = (max(peak, now), label or _label(self._procs.get(pid)))
             self.processes_now = alive
             self.max_processes = max(self.max_processes, alive)
             self.max_threads = max(self.max_threads, threads)
             self.samples += 1
             if self.history is not None:
                 self.history.append((time.time(), rss))
+
+    def peaks_mb(self) -> dict[str, float]:
+        """Each process's peak RSS in MB, by ``pid command``, largest first."""
+        with self._lock:
+            peaks = sorted(self.peak_by_process.items(), key=lambda item: -item[1][0])
+        return {f"{pid} {label}": round(peak / MB, 1) for pid, (peak, label) in peaks}
 
     def rss_at(self, when: float) -> int | None:
         """Total RSS of the last sample taken at or before ``when`` (needs ``history``)."""

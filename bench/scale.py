@@ -157,6 +157,7 @@ def figures(
     return {
         "time_to_first_create_s": rounded(first - started_at, 2) if first is not None else None,
         "peak_rss_mb": rounded(sampler.peak_rss / MB, 1),
+        "peak_rss_by_process_mb": sampler.peaks_mb(),
         "rss_at_20pct_mb": rss_mb(at20[0]) if at20 is not None else None,
         "rss_at_100pct_mb": rss_mb(at100),
         # Between 20 % and 100 %: ~0 when memory is bounded by the rows in flight.

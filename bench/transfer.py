@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,39 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """A fresh moto S3 server on loopback with a bucket ``bench``; yields the environment for a side."""
+    port = free_port()
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        s3_url = f"http://127.0.0.1:{port}"
+        wait_for(f"{s3_url}/moto-api/", moto)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).create_bucket(Bucket="bench")
+        yield {
+            **os.environ,
+            "AWS_ENDPOINT_URL": s3_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+    finally:
+        stop(moto)
+
+
 def side(name: str, args: list[str], env: dict[str, str], folder: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.transfer_side", name, *args]
     measured, _ = run_measured(cmd, env=env, cwd=REPO_ROOT, logs=folder, name=f"transfer-{name}", timeout_s=600)
@@ -126,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     decode_s = time.perf_counter() - started
 
     with work_folder(args.work_dir, "i2v-bench-transfer-", keep=args.keep) as folder:
-        http_port, s3_port = free_port(), free_port()
+        http_port = free_port()
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -141,38 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        moto = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(s3_port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         try:
-            s3_url = f"http://127.0.0.1:{s3_port}"
             wait_for(f"http://127.0.0.1:{http_port}/", server)
-            wait_for(f"{s3_url}/moto-api/", moto)
-            env = {
-                **os.environ,
-                "AWS_ENDPOINT_URL": s3_url,
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-            }
-            import boto3
-
-            boto3.client(
-                "s3",
-                endpoint_url=s3_url,
-                region_name="us-east-1",
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-            ).create_bucket(Bucket="bench")
             url = f"http://127.0.0.1:{http_port}/{video.name}"
-            plain = side("boto3", [str(video), "bench", "plain.mp4"], env, folder)
-            ours = side("ours", [url, "bench", "ours"], env, folder)
+            # Each side gets an S3 server of its own: moto keeps objects in memory, and
+            # completing an upload costs more the more it already holds.
+            with s3_server() as env:
+                plain = side("boto3", [str(video), "bench", "plain.mp4"], env, folder)
+            with s3_server() as env:
+                ours = side("ours", [url, "bench", "ours"], env, folder)
         finally:
             stop(server)
-            stop(moto)
 
     result = {
         "bench": "transfer",

@@ -38,12 +38,15 @@ from prefect.states import AwaitingRetry, Failed
 from pydantic_core import to_jsonable_python
 
 from flows.shard import generate_shard
+from i2v.errors import Stopped
 from i2v.inputs import InputPlan, Shard
 from i2v.models import DEFAULT_MODEL
 from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, given, run_name
+from tasks import resources
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
 from tasks.slots import check_shared_limit
+from tasks.stopping import stopped_state
 
 #: The deployment each shard runs as (flow ``fanout-shard``, deployment ``generate-shard``).
 SHARD_DEPLOYMENT = "fanout-shard/generate-shard"
@@ -54,10 +57,14 @@ _RUN_FATAL_KINDS = ("auth", "out_of_credits")
 
 
 @flow(name="fanout-shard", validate_parameters=True)
-async def fanout_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> dict[str, Any]:
+async def fanout_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> dict[str, Any] | State[Any]:
     """One shard of a fanned-out run, as its own flow run: rows in, its part of the manifest out."""
     # The parameters arrive as JSON and are validated back into the dataclasses above.
     result: dict[str, Any] = await generate_shard.fn(run, input_plan, shard)
+    halted = resources.halted()
+    if halted is not None:
+        # Cancelled (or stopped): a retried parent runs this shard again for its skipped rows.
+        return await stopped_state(Stopped(halted), result.get("skipped", 0))
     return result
 
 

@@ -15,7 +15,6 @@ import time
 from typing import Any, Literal
 
 from prefect import State, flow, runtime
-from prefect.states import Failed
 
 from flows.shard import generate_shard
 from i2v.inputs import InputPlan
@@ -27,6 +26,7 @@ from i2v.run import run_name as default_run_name
 from tasks import progress, resources
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
+from tasks.stopping import stopped_state
 
 
 @flow(name="generate-videos", validate_parameters=True)
@@ -101,6 +101,7 @@ async def generate_videos(
     input_plan = await plan_input(run, rows_per_shard)
     artifact = await progress.start_artifact(input_plan.total_rows)
     async with resources.engine(run, progress=Progress(total=input_plan.total_rows)) as engine:
+        engine.order_shards()
         reporter = asyncio.create_task(progress.report(run.name, artifact))
         try:
             await _run_shards(run, input_plan)
@@ -109,10 +110,7 @@ async def generate_videos(
     summary = await publish_manifest(run, input_plan, time.monotonic() - started)
     await progress.finish_artifact(artifact, summary)
     if engine.stopped is not None:
-        # A failed state rather than a raise: the run is marked failed with one clear
-        # message, and callers still get the exception from the state's result.
-        reason = engine.stopped.cause or engine.stopped
-        return Failed(message=str(reason), data=reason)
+        return await stopped_state(engine.stopped, summary.skipped)
     return summary.as_dict()
 
 

@@ -28,7 +28,14 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
     flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
     origin = Origin(run.name, flow_run_id)
     async with resources.engine(run) as engine:
-        rows = await read_shard_rows(run, input_plan, shard)
+        try:
+            # Of identical rows the earliest is generated: a shard learns of the rows of
+            # the shards before it (running alongside) before it starts on its own.
+            await engine.shard_turn(shard.index)
+            rows = await read_shard_rows(run, input_plan, shard)
+            engine.announce(rows.rows)
+        finally:
+            engine.shard_announced(shard.index)
         engine.progress.hold(rows.total)
         results: list[RowOutcome] = []
         for bad in rows.invalid:
@@ -40,7 +47,10 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
         calls: list[Any] = [
             generate_batch(run, group, label, return_state=True) for group, label in zip(groups, labels, strict=True)
         ]
-        states: list[State[list[RowOutcome]]] = await asyncio.gather(*calls)
+        try:
+            states: list[State[list[RowOutcome]]] = await asyncio.gather(*calls)
+        finally:
+            engine.withdraw(rows.rows)
         for group, label, state in zip(groups, labels, states, strict=True):
             if state.is_completed():
                 results += await state.aresult()

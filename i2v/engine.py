@@ -61,6 +61,8 @@ TRANSFER_THREADS = 4
 STORAGE_BACKOFF = Backoff(attempts=6, initial_s=1.0, max_s=16.0)
 #: Input images remembered as already copied into the destination.
 KEPT_INPUTS_REMEMBERED = 4096
+#: How long a row waits for an earlier identical row to claim the work before it does.
+EARLIER_ROW_WAIT_S = 120.0
 #: Download URLs answering these are gone for good; the next run starts a fresh job.
 _EXPIRED = frozenset({403, 404, 410})
 
@@ -150,6 +152,12 @@ class Engine:
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
         self._claims: dict[str, asyncio.Future[RowOutcome]] = {}
+        # Rows announced by the shards under way, by key, that have not claimed their key
+        # yet: a later row with the same key waits for the earliest to claim it.
+        self._announced: dict[str, dict[int, asyncio.Event]] = {}
+        # Set by order_shards: shard k announces its rows only after shard k-1 has.
+        self._shards_in_order = False
+        self._shards_announced: dict[int, asyncio.Event] = {}
         self.policy = RunPolicy(self.options.max_failure_ratio, self.options.max_credits)
         #: Why the run stopped sending work, if it did.
         self.stopped: Stopped | None = None
@@ -170,13 +178,73 @@ class Engine:
         the batch again; only those rows will be redone.
         """
         origin = Origin(self.options.run, flow_run_id)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._process(row, origin, final=final)) for row in rows]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._process(row, origin, final=final)) for row in rows]
+        finally:
+            self.withdraw(rows)
         results = [task.result() for task in tasks]
         unfinished = [result.outcome for result in results if result.unfinished]
         if unfinished:
             raise RowsUnfinished(unfinished)
         return [result.outcome for result in results]
+
+    def announce(self, rows: Sequence[Row]) -> None:
+        """Rows about to be worked on: of rows with the same key, the earliest is the one generated.
+
+        Shards of a run overlap, and a later shard's row can reach the engine before an
+        earlier shard's identical row; it waits for that row instead of claiming the work.
+        """
+        for row in rows:
+            self._announced.setdefault(row.key, {}).setdefault(row.index, asyncio.Event())
+
+    def order_shards(self) -> None:
+        """Every shard of the run works in this process: they announce their rows in order."""
+        self._shards_in_order = True
+
+    async def shard_turn(self, index: int) -> None:
+        """Wait, when shards are ordered, until the shard before ``index`` has announced its rows."""
+        if self._shards_in_order and index > 0:
+            await self._shard_event(index - 1).wait()
+
+    def shard_announced(self, index: int) -> None:
+        """Shard ``index`` has announced its rows (or never will: it failed before)."""
+        self._shard_event(index).set()
+        self._shards_announced.pop(index - 1, None)
+
+    def _shard_event(self, index: int) -> asyncio.Event:
+        return self._shards_announced.setdefault(index, asyncio.Event())
+
+    def withdraw(self, rows: Sequence[Row]) -> None:
+        """Rows that will not claim their key (their batch or shard ended): nobody waits for them."""
+        for row in rows:
+            self._claimed(row.key, row.index)
+
+    def _claimed(self, key: str, index: int) -> None:
+        waiting = self._announced.get(key)
+        if waiting is None:
+            return
+        event = waiting.pop(index, None)
+        if event is not None:
+            event.set()
+        if not waiting:
+            del self._announced[key]
+
+    async def _earlier_first(self, row: Row) -> None:
+        """Wait while an earlier announced row with the same key has yet to claim it."""
+        while True:
+            waiting = self._announced.get(row.key, {})
+            earlier = [index for index in waiting if index < row.index]
+            if not earlier:
+                return
+            # A bound, so that an earlier row lost without a trace (its batch never ran)
+            # cannot hold this one forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EARLIER_ROW_WAIT_S):
+                    await waiting[min(earlier)].wait()
+                continue
+            for index in earlier:
+                self._claimed(row.key, index)
 
     async def salvage(
         self, rows: Sequence[Row], error: BaseException, *, flow_run_id: str | None = None
@@ -231,6 +299,9 @@ class Engine:
             raise self.stopped or Stopped("the run was stopped")
 
     async def _process(self, row: Row, origin: Origin, *, final: bool) -> _Result:
+        if row.key in self._announced:
+            await self._earlier_first(row)
+            self._claimed(row.key, row.index)
         first = self._claims.get(row.key)
         if first is not None:
             try:

@@ -12,14 +12,18 @@ here reads the environment.
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import os
+import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from i2v.errors import ConfigError, StorageError
 
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 #: Parts of one upload on their way at once, beyond the one being filled.
 PARTS_IN_FLIGHT = 2
+#: The same when parts are read back from a local copy: they cost no memory, so as many
+#: as the upload threads can send.
+SPOOLED_PARTS_IN_FLIGHT = 5
 #: Threads uploading parts, shared by every upload to one destination.
 UPLOAD_THREADS = 6
 
@@ -65,8 +72,14 @@ class Destination(ABC):
     uri: str
 
     @abstractmethod
-    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
-        """Start writing ``key``; ``durable`` waits, at commit, until the disk has it (local folders)."""
+    def open_writer(
+        self, key: str, content_type: str, *, durable: bool = True, local_copy: bool = False
+    ) -> ObjectWriter:
+        """Start writing ``key``; ``durable`` waits, at commit, until the disk has it (local folders).
+
+        With ``local_copy`` the writer keeps what was written in a local file until it is
+        committed (its ``local_path``), for a large object that is checked before commit.
+        """
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
@@ -142,7 +155,10 @@ class LocalDestination(Destination):
         self.root = root.expanduser().resolve()
         self.uri = str(self.root)
 
-    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
+    def open_writer(
+        self, key: str, content_type: str, *, durable: bool = True, local_copy: bool = False
+    ) -> ObjectWriter:
+        # The temporary file being written is the local copy.
         return _LocalWriter(self._path(key), durable=durable)
 
     def get_bytes(self, key: str) -> bytes | None:
@@ -260,6 +276,8 @@ class S3Destination(Destination):
     bucket: str
     prefix: str = ""
     part_size: int = DEFAULT_PART_SIZE
+    #: Where local copies are kept while they upload (None: the system's temporary folder).
+    spool_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.prefix = self.prefix.strip("/")
@@ -274,9 +292,11 @@ class S3Destination(Destination):
                 self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="i2v-s3-parts")
             return self._pool
 
-    def open_writer(self, key: str, content_type: str, *, durable: bool = True) -> ObjectWriter:
+    def open_writer(
+        self, key: str, content_type: str, *, durable: bool = True, local_copy: bool = False
+    ) -> ObjectWriter:
         # S3 has an object only once it is stored: every write is durable.
-        return _MultipartWriter(self, self._key(key), content_type)
+        return _MultipartWriter(self, self._key(key), content_type, local_copy=local_copy)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -343,13 +363,13 @@ class _MultipartWriter:
     """Streams parts as they fill, several uploading at once, as s3transfer does.
 
     Memory stays under ``PARTS_IN_FLIGHT + 1`` parts: a full part is handed to the
-    destination's upload pool, and a write waits for the oldest part once that many are
-    on their way.
+    destination's upload pool, and a write waits for a part to finish once that many
+    are on their way. With ``local_copy`` every chunk goes to a local file instead
+    (``local_path``, removed at commit or abort) and parts are read back from it as they
+    upload, so many can be on their way while memory holds none of them.
     """
 
-    local_path: Path | None = None
-
-    def __init__(self, dest: S3Destination, key: str, content_type: str) -> None:
+    def __init__(self, dest: S3Destination, key: str, content_type: str, *, local_copy: bool = False) -> None:
         self.dest = dest
         self.key = key
         self.content_type = content_type
@@ -359,8 +379,26 @@ class _MultipartWriter:
         self.upload_id: str | None = None
         self.parts: list[CompletedPartTypeDef] = []
         self._pending: list[Future[CompletedPartTypeDef]] = []
+        self.local_path: Path | None = None
+        self._file: BinaryIO | None = None
+        self._sent = 0  # bytes of the local file handed to parts
+        if local_copy:
+            handle, name = tempfile.mkstemp(prefix="i2v-upload-", suffix=".part", dir=dest.spool_dir)
+            # Unbuffered: a part read back from the file, and a probe of it, see every chunk.
+            self._file = os.fdopen(handle, "wb", buffering=0)
+            self.local_path = Path(name)
+
+    @property
+    def _in_flight_limit(self) -> int:
+        return SPOOLED_PARTS_IN_FLIGHT if self._file is not None else PARTS_IN_FLIGHT
 
     def write(self, chunk: bytes) -> None:
+        if self._file is not None:
+            self._file.write(chunk)
+            self._filled += len(chunk)
+            while self._filled >= self.dest.part_size:
+                self._send_range(self.dest.part_size)
+            return
         self._chunks.append(chunk)
         self._filled += len(chunk)
         while self._filled >= self.dest.part_size:
@@ -369,22 +407,17 @@ class _MultipartWriter:
             part, rest = (joined, b"") if len(joined) == size else (joined[:size], joined[size:])
             self._chunks = [rest] if rest else []
             self._filled = len(rest)
-            self._send_part(part)
-
-    def _take_rest(self) -> bytes:
-        rest = b"".join(self._chunks)
-        self._chunks, self._filled = [], 0
-        return rest
+            self._send_part(functools.partial(io.BytesIO, part))
 
     def commit(self) -> None:
         client, bucket = self.dest.client, self.dest.bucket
         try:
-            rest = self._take_rest()
             if self.upload_id is None:
-                client.put_object(Bucket=bucket, Key=self.key, Body=rest, ContentType=self.content_type)
+                with self._rest() as body:
+                    client.put_object(Bucket=bucket, Key=self.key, Body=body, ContentType=self.content_type)
             else:
-                if rest or not (self.parts or self._pending):
-                    self._send_part(rest)
+                if self._filled or not (self.parts or self._pending):
+                    self._send_rest()
                 self._settle(0)
                 client.complete_multipart_upload(
                     Bucket=bucket,
@@ -396,13 +429,16 @@ class _MultipartWriter:
             raise
         except Exception as exc:
             raise _storage_error(f"cannot write s3://{bucket}/{self.key}", exc) from exc
+        finally:
+            self._drop_local()
 
     def abort(self) -> None:
-        self._take_rest()
+        self._chunks, self._filled = [], 0
         for pending in self._pending:
             pending.cancel()
         wait(self._pending)
         self._pending.clear()
+        self._drop_local()
         if self.upload_id is not None:
             # Best effort: the write already failed, and an unfinished upload is invisible;
             # a bucket lifecycle rule reaps whatever is left.
@@ -410,7 +446,30 @@ class _MultipartWriter:
                 self.dest.client.abort_multipart_upload(Bucket=self.dest.bucket, Key=self.key, UploadId=self.upload_id)
             self.upload_id = None
 
-    def _send_part(self, data: bytes) -> None:
+    def _rest(self) -> IO[bytes]:
+        """What no part has taken yet, as a file body."""
+        if self._file is not None:
+            assert self.local_path is not None
+            return _file_range(self.local_path, self._sent, self._filled)
+        rest = b"".join(self._chunks)
+        self._chunks, self._filled = [], 0
+        return io.BytesIO(rest)
+
+    def _send_rest(self) -> None:
+        if self._file is not None:
+            self._send_range(self._filled)
+        else:
+            rest = self._rest()
+            self._send_part(lambda: rest)
+
+    def _send_range(self, size: int) -> None:
+        path, start = self.local_path, self._sent
+        assert path is not None
+        self._sent += size
+        self._filled -= size
+        self._send_part(functools.partial(_file_range, path, start, size))
+
+    def _send_part(self, body: Callable[[], IO[bytes]]) -> None:
         client, bucket = self.dest.client, self.dest.bucket
         if self.upload_id is None:
             try:
@@ -419,21 +478,89 @@ class _MultipartWriter:
                 raise _storage_error(f"cannot start an upload to s3://{bucket}/{self.key}", exc) from exc
             self.upload_id = started["UploadId"]
         number = len(self.parts) + len(self._pending) + 1
-        self._pending.append(self.dest.upload_pool().submit(self._upload_part, self.upload_id, number, data))
-        self._settle(PARTS_IN_FLIGHT)
+        self._pending.append(self.dest.upload_pool().submit(self._upload_part, self.upload_id, number, body))
+        self._settle(self._in_flight_limit)
 
     def _settle(self, keep: int) -> None:
-        """Wait for the oldest parts until at most ``keep`` are still on their way."""
-        while len(self._pending) > keep:
-            self.parts.append(self._pending.pop(0).result())
+        """Wait until at most ``keep`` parts are still on their way.
 
-    def _upload_part(self, upload_id: str, number: int, data: bytes) -> CompletedPartTypeDef:
+        Any part that finishes frees its place: waiting for the oldest would leave
+        threads idle behind one slow part.
+        """
+        while len(self._pending) > keep:
+            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+            self._pending = [pending for pending in self._pending if pending not in done]
+            self.parts += [finished.result() for finished in done]
+
+    def _upload_part(self, upload_id: str, number: int, body: Callable[[], IO[bytes]]) -> CompletedPartTypeDef:
         client, bucket = self.dest.client, self.dest.bucket
         try:
-            answer = client.upload_part(Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data)
+            # A file body, not bytes: botocore streams it in blocks, measured faster than
+            # handing the socket one 8 MiB buffer.
+            with body() as stream:
+                answer = client.upload_part(
+                    Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=stream
+                )
         except Exception as exc:
             raise _storage_error(f"cannot upload part {number} of s3://{bucket}/{self.key}", exc) from exc
         return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def _drop_local(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.local_path is not None:
+            self.local_path.unlink(missing_ok=True)
+            self.local_path = None
+
+
+def _file_range(path: Path, start: int, size: int) -> IO[bytes]:
+    # An io.RawIOBase is a binary file at run time; typeshed's IO[bytes] does not say so.
+    return cast(IO[bytes], _FileRange(path, start, size))
+
+
+class _FileRange(io.RawIOBase):
+    """``size`` bytes of a file from ``start``: a part's body, read (and re-read on a retry) from disk."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._start, self._size, self._at = start, size, 0
+        self._file.seek(start)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._size - self._at
+        wanted = left if size is None or size < 0 else min(size, left)
+        data = self._file.read(wanted)
+        self._at += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
+        self._at = min(max(base + offset, 0), self._size)
+        self._file.seek(self._start + self._at)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _s3_code(exc: BaseException) -> str | None:

@@ -1,9 +1,10 @@
 """Copy a finished video from its (expiring) URL into the destination, verified.
 
-The bytes stream from the URL into the destination writer (a multipart upload for S3)
-and, where the destination keeps no local copy, into a spool file on local disk, so
-memory stays bounded by a few parts. The spool is decoded before the write is
-committed: a truncated or undecodable file is aborted and never becomes an object.
+The bytes stream from the URL into the destination's writer, which keeps a local copy
+(the file being written in a local folder; for S3, a file on local disk that the
+multipart upload reads its parts from), so memory stays bounded by a few chunks. The
+local copy is decoded before the write is committed: a truncated or undecodable file is
+aborted and never becomes an object.
 Blocking steps (writes, decoding, commits) run through the run's :class:`Offload`.
 """
 
@@ -11,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
 import httpx
 
@@ -65,16 +63,15 @@ async def store_video(
 
     ``rules`` say which URLs are followed and how many bytes are taken (default: https only).
     """
-    with tempfile.TemporaryDirectory(prefix="i2v-spool-") as tmp:
-        sink = _Sink(dest, video_key(name), Path(tmp) / "video.mp4")
-        try:
-            declared = await _stream(http, url, sink, offload, rules)
-            if declared is not None and sink.size != declared:
-                raise DownloadError(f"download ended after {sink.size} of {declared} bytes")
-            return await offload(sink.finish, thumbnail_key(name))
-        except BaseException:
-            await offload(sink.abort)
-            raise
+    sink = _Sink(dest, video_key(name))
+    try:
+        declared = await _stream(http, url, sink, offload, rules)
+        if declared is not None and sink.size != declared:
+            raise DownloadError(f"download ended after {sink.size} of {declared} bytes")
+        return await offload(sink.finish, thumbnail_key(name))
+    except BaseException:
+        await offload(sink.abort)
+        raise
 
 
 async def _stream(
@@ -102,29 +99,23 @@ async def _stream(
 
 
 class _Sink:
-    """Where downloaded bytes go: the destination's writer, a spool file, and their digest.
+    """Where downloaded bytes go: the destination's writer, and their digest.
 
     Its methods block, and run in a thread: each chunk is one call, and the end (decode,
     commit, thumbnail) one more.
     """
 
-    def __init__(self, dest: Destination, key: str, spool_path: Path) -> None:
+    def __init__(self, dest: Destination, key: str) -> None:
         self.dest = dest
         self.key = key
-        self.spool_path = spool_path
         self.writer: ObjectWriter | None = None
-        self.spool: BinaryIO | None = None
         self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
         if self.writer is None:
-            self.writer = self.dest.open_writer(self.key, "video/mp4")
-            # A destination that keeps no local copy gets one to decode from.
-            self.spool = None if self.writer.local_path is not None else self.spool_path.open("wb")
+            self.writer = self.dest.open_writer(self.key, "video/mp4", local_copy=True)
         self.writer.write(chunk)
-        if self.spool is not None:
-            self.spool.write(chunk)
         self.digest.update(chunk)
         self.size += len(chunk)
 
@@ -132,10 +123,9 @@ class _Sink:
         """Decode what was written, commit it, and store the thumbnail."""
         if self.writer is None:
             raise DownloadError("the download was empty")
-        if self.spool is not None:
-            self.spool.close()
-        local = self.writer.local_path if self.writer.local_path is not None else self.spool_path
-        info = probe(local)
+        if self.writer.local_path is None:
+            raise TypeError(f"{type(self.writer).__name__} kept no local copy to check")
+        info = probe(self.writer.local_path)
         self.writer.commit()
         thumbnail_uri = None
         if info.thumbnail_jpeg:
@@ -152,7 +142,5 @@ class _Sink:
         )
 
     def abort(self) -> None:
-        if self.spool is not None and not self.spool.closed:
-            self.spool.close()
         if self.writer is not None:
             self.writer.abort()

@@ -6,15 +6,23 @@ parameters and never reach Prefect's database. One :class:`~i2v.engine.Engine` s
 each run in a process: every shard and batch of the run shares its admission limiter,
 poll pacer, HTTP client and thread pool. It lives while anything of the run holds it
 (the parent flow, or a shard running as its own flow run on another worker).
+
+While a run holds its engine, SIGTERM halts it instead of ending the process: that is
+how a worker cancels a flow run (and how a container is stopped), with a grace period
+before SIGKILL in which the run writes its manifest. A second SIGTERM goes on to the
+handler that was there before (Prefect's: the flow run ends at once).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from i2v.api import VideoApi, make_http_client
 from i2v.blocking import Offload
@@ -47,6 +55,11 @@ class _Held:
 _engines: dict[str, _Held] = {}
 #: Set by :func:`halt_all`: engines built afterwards halt at once.
 _halted: str | None = None
+#: Why a run halted on SIGTERM: its flow run may have been cancelled.
+TERMINATED = "stopped by SIGTERM"
+#: The SIGTERM handler in place before the first engine of this process caught it.
+_sigterm_before: Any = None
+_catching_sigterm = False
 
 
 def destination(uri: str) -> Destination:
@@ -78,6 +91,7 @@ def opener(uri: str) -> Opener:
 @asynccontextmanager
 async def engine(run: RunSpec, *, progress: Progress | None = None) -> AsyncIterator[Engine]:
     """The run's engine in this process, built by the first holder and closed by the last."""
+    _catch_sigterm()
     held = _engines.get(run.name)
     if held is None:
         held = _Held(_build(run, progress or Progress()), 0)
@@ -91,6 +105,8 @@ async def engine(run: RunSpec, *, progress: Progress | None = None) -> AsyncIter
         held.holders -= 1
         if held.holders == 0:
             del _engines[run.name]
+            if not _engines:
+                _release_sigterm()
             await held.engine.aclose()
             await slots.aclose(held.engine.limiter)
 
@@ -126,6 +142,48 @@ def halt_all(reason: str) -> None:
     _halted = reason
     for held in list(_engines.values()):
         held.engine.halt(reason)
+
+
+def halted() -> str | None:
+    """Why this process's runs were halted by a signal, if they were."""
+    return _halted
+
+
+def _catch_sigterm() -> None:
+    """Make SIGTERM halt the runs; called by every holder of an engine.
+
+    Every holder installs it again: each subflow's engine puts Prefect's own handler
+    back for its duration.
+    """
+    global _sigterm_before, _catching_sigterm
+    with suppress(ValueError):  # not the main thread: signals stay as they are
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm:
+            return
+        if not _catching_sigterm:
+            _sigterm_before = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _catching_sigterm = True
+
+
+def _release_sigterm() -> None:
+    global _catching_sigterm
+    if _catching_sigterm:
+        with suppress(ValueError):
+            signal.signal(signal.SIGTERM, _sigterm_before)
+        _catching_sigterm = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _halted is None:
+        halt_all(TERMINATED)
+        return
+    before = _sigterm_before if _catching_sigterm else None
+    _release_sigterm()
+    if callable(before):
+        before(signum, frame)
+    else:
+        os.kill(os.getpid(), signum)
 
 
 def reset() -> None:

@@ -270,6 +270,62 @@ async def _two_inbox_runs_overlapping(parameters: dict[str, Any], emu: Emulator)
     return first, second, creates
 
 
+def test_cancelling_a_run_from_prefect_stops_it_and_writes_its_manifest(cluster: Cluster) -> None:
+    """A cancelled flow run sends nothing more, writes every row to its manifest, keeps its jobs and ends Cancelled."""
+    rows = 300
+    # Prompts of their own: the emulator counts a body it has made a job for before as billed twice.
+    csv = _write_input(cluster.folder / "cancel", rows, take="the cancelled take")
+    before = cluster.emulator.stats()
+    parameters = {
+        "input": str(csv),
+        "dest": f"s3://{cluster.bucket}/cancelled",
+        "rows_per_shard": 100,
+        "max_in_flight": 2,
+        "poll_interval_s": 0.2,
+        "job_timeout_s": 120.0,
+    }
+    run, created_at_cancel = asyncio.run(_cancel_once_working("generate-videos/nightly", parameters, cluster.emulator))
+    ended = asyncio.run(_wait_final(run.id))
+    assert ended.state.type.value == "CANCELLED", f"{ended.state.type.value}: {ended.state.message}"
+    assert "manifest written" in (ended.state.message or "")
+    time.sleep(2.0)
+    after = cluster.emulator.stats()
+    created = after["creates"] - before["creates"]
+    assert created_at_cancel <= created < rows, "the run stopped sending; jobs started are kept"
+    assert after["billed_twice"] == before["billed_twice"]
+
+    frame = _parquet(cluster, "cancelled/manifest.parquet")
+    assert sorted(frame["row_index"].tolist()) == list(range(rows)), "every row once"
+    statuses = frame["status"].value_counts().to_dict()
+    assert statuses.get("completed", 0) >= 1, statuses
+    assert statuses.get("skipped", 0) >= 1, statuses
+    assert set(statuses) <= {"completed", "skipped"}, statuses
+    skipped = frame[frame["status"] == "skipped"]
+    assert set(skipped["error_kind"]) == {"stopped"}
+    assert skipped["error_message"].str.contains("SIGTERM").all()
+    jobs = frame["generation_id"].dropna()
+    assert jobs.is_unique
+    assert len(jobs) == created, "every job the provider made is in the manifest, once"
+    assert cluster.emulator.api_key not in json.dumps(ended.parameters, default=str)
+
+
+async def _cancel_once_working(name: str, parameters: dict[str, Any], emu: Emulator) -> tuple[Any, int]:
+    """Start a run of deployment ``name``, cancel it (as the UI does) once it has made a few jobs."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments.flow_runs import arun_deployment
+    from prefect.states import Cancelling
+
+    before = int((await asyncio.to_thread(emu.stats))["creates"])
+    run = await arun_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    deadline = time.monotonic() + 180
+    while (created := int((await asyncio.to_thread(emu.stats))["creates"]) - before) < 6:
+        assert time.monotonic() < deadline, "the run never started creating jobs"
+        await asyncio.sleep(0.2)
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Cancelling(message="cancelled by the test"))
+    return run, created
+
+
 def test_a_missing_shared_limit_is_a_clear_configuration_error(cluster: Cluster) -> None:
     """Naming a concurrency limit the server lacks fails the create's admission with how to create it."""
     from i2v.errors import ConfigError
@@ -284,14 +340,14 @@ def test_a_missing_shared_limit_is_a_clear_configuration_error(cluster: Cluster)
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _write_input(folder: Path, rows: int) -> Path:
+def _write_input(folder: Path, rows: int, take: str = "the fanned-out take") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, size, color in (("wide", (64, 36), (200, 80, 20)), ("tall", (36, 64), (20, 80, 200))):
         Image.new("RGB", size, color).save(folder / f"{name}.png")
     csv = folder / "input.csv"
     csv.write_text(
         "image_url,prompt,duration,resolution\n"
-        + "".join(f"{('wide', 'tall')[i % 2]}.png,Shot {i} of the fanned-out take,5,480p\n" for i in range(rows))
+        + "".join(f"{('wide', 'tall')[i % 2]}.png,Shot {i} of {take},5,480p\n" for i in range(rows))
     )
     return csv
 

@@ -145,6 +145,42 @@ async def test_same_work_in_different_batches_is_generated_once(images: Path, tm
     assert outcomes[2].video_uri == outcomes[0].video_uri
 
 
+async def test_the_earliest_of_identical_rows_is_generated_even_when_a_later_one_starts_first(
+    images: Path, tmp_path: Path
+) -> None:
+    """A later shard's row reaching the engine first waits for the earlier announced row; that one is generated."""
+    rows = _rows(images, 3, prompt="The same scene")
+    early, late = rows[0], rows[2]
+    with emulator() as emu:
+        async with _engine(emu, tmp_path / "out") as engine:
+            engine.announce(rows)
+            later = asyncio.create_task(engine.run_batch([late]))
+            await asyncio.sleep(0.3)
+            assert not later.done(), "the later row waits for the earlier one"
+            assert emu.stats()["creates"] == 0
+            first = await engine.run_batch([early, rows[1]])
+            (second,) = await later
+        assert emu.created() == 2
+    assert first[0].status == "completed"
+    assert (second.status, second.error_kind) == ("skipped", "duplicate")
+    assert second.video_uri == first[0].video_uri
+    assert (second.error_message or "").endswith(f"row {early.index}")
+
+
+async def test_a_withdrawn_earlier_row_no_longer_holds_a_later_one(images: Path, tmp_path: Path) -> None:
+    """When the earlier row's batch ends without it, the later identical row does the work itself."""
+    rows = _rows(images, 3, prompt="The same scene")
+    with emulator() as emu:
+        async with _engine(emu, tmp_path / "out") as engine:
+            engine.announce(rows)
+            later = asyncio.create_task(engine.run_batch([rows[2]]))
+            await asyncio.sleep(0.2)
+            engine.withdraw(rows[:2])
+            (outcome,) = await asyncio.wait_for(later, 30)
+        assert emu.created() == 1
+    assert outcome.status == "completed"
+
+
 async def test_rerun_reattaches_to_live_jobs_and_skips_stored_videos(images: Path, tmp_path: Path) -> None:
     """A second run finds the first run's records and journal: no new job, no new download."""
     rows = _rows(images, 4)

@@ -83,6 +83,43 @@ def test_s3_multipart_upload_streams_in_parts(s3_client: Any, bucket: str) -> No
     assert head["ETag"].endswith('-5"'), "five parts"
 
 
+def test_s3_local_copy_uploads_parts_read_back_from_disk(s3_client: Any, bucket: str, tmp_path: Path) -> None:
+    """With a local copy, chunks go to a file that parts are read from; it is checkable before commit, gone after."""
+    dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB, spool_dir=tmp_path)
+    payload = os.urandom(23 * MiB)
+    writer = dest.open_writer("videos/spooled.mp4", "video/mp4", local_copy=True)
+    local = writer.local_path
+    assert local is not None
+    assert local.parent == dest.spool_dir
+    for start in range(0, len(payload), MiB):
+        writer.write(payload[start : start + MiB])
+        assert writer._chunks == []  # type: ignore[attr-defined]
+    assert local.read_bytes() == payload, "the local copy holds every chunk before commit"
+    assert dest.get_bytes("videos/spooled.mp4") is None
+    writer.commit()
+    assert dest.get_bytes("videos/spooled.mp4") == payload
+    assert s3_client.head_object(Bucket=bucket, Key="p/videos/spooled.mp4")["ETag"].endswith('-5"')
+    assert not local.exists()
+    assert writer.local_path is None
+
+
+def test_s3_local_copy_small_object_and_abort(s3_client: Any, bucket: str, tmp_path: Path) -> None:
+    """A small object with a local copy is one PutObject; an aborted one leaves no object, upload or file."""
+    dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB, spool_dir=tmp_path)
+    small = dest.open_writer("thumbs/a.jpg", "image/jpeg", local_copy=True)
+    small.write(b"jpeg bytes")
+    small.commit()
+    assert dest.get_bytes("thumbs/a.jpg") == b"jpeg bytes"
+    big = dest.open_writer("videos/gone.mp4", "video/mp4", local_copy=True)
+    big.write(os.urandom(6 * MiB))
+    local = big.local_path
+    assert local is not None
+    big.abort()
+    assert not local.exists()
+    assert dest.get_bytes("videos/gone.mp4") is None
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_s3_abort_leaves_no_object_and_no_upload(s3_client: Any, bucket: str) -> None:
     """An aborted multipart write leaves neither an object nor a pending upload."""
     dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB)
