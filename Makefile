@@ -61,8 +61,10 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode compiled at install: every run starts several Python processes (the flow, Prefect's
+# server, workers), and where PYTHONDONTWRITEBYTECODE is set each would compile its imports again.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	touch $@
 
 clean:

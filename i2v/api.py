@@ -14,6 +14,7 @@ client's default headers and is never sent to the video download host.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
@@ -38,6 +39,7 @@ from i2v.errors import (
 )
 from i2v.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.settings import ApiSettings, Secret
+from i2v.transport import PooledTransport
 from i2v.urls import DownloadRules
 
 _MAX_MESSAGE = 600
@@ -79,21 +81,28 @@ class Generation:
         return self.status in FAILED_STATUSES
 
 
-def make_http_client(
-    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 32
-) -> httpx.AsyncClient:
-    """The HTTP client for API calls and downloads: pooled, with finite timeouts.
+#: Connections to the API. A poll or create takes milliseconds, so a few connections
+#: serve thousands of jobs; httpcore looks over every pooled connection (and, for every
+#: request queued inside it, over them again) each time a request starts or ends, so its
+#: cost per request grows with the square of the pool. Requests beyond the pool wait in
+#: :class:`VideoApi`'s gate, where waiting is free.
+API_CONNECTIONS = 8
 
-    Thousands of jobs share a few dozen connections: a poll takes milliseconds, and
-    httpcore looks over every pooled connection on every request, so a pool sized to
-    the jobs in flight costs more CPU than it saves waiting. Waiting for a pooled
-    connection is not a failure, so that wait has no limit; every network step has one.
+
+def make_http_client(
+    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = API_CONNECTIONS
+) -> httpx.AsyncClient:
+    """An HTTP client for API calls (or, with ``max_connections`` of the transfers, downloads).
+
+    Pooled, with finite timeouts for every network step. Waiting for a pooled connection
+    is not a failure, so that wait has no limit; callers keep it short by never asking
+    for more connections at once than the pool holds (see :data:`API_CONNECTIONS`).
     """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return httpx.AsyncClient(
         base_url=settings.base_url,
-        transport=transport,
+        transport=transport or PooledTransport(limits),
         timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": "i2v-pipeline"},
         # API calls are never redirected; downloads follow theirs one checked hop at a time.
         follow_redirects=False,
@@ -103,9 +112,15 @@ def make_http_client(
 class VideoApi:
     """Create and fetch generations on one API base URL."""
 
-    def __init__(self, http: httpx.AsyncClient, api_key: Secret) -> None:
+    def __init__(self, http: httpx.AsyncClient, api_key: Secret, *, concurrency: int = API_CONNECTIONS) -> None:
+        """``concurrency``: requests sent at once, at most the client's pooled connections."""
         self._http = http
         self._auth = BearerAuth(api_key)
+        self._gate = asyncio.Semaphore(concurrency)
+
+    async def aclose(self) -> None:
+        """Close the client it was given (the API's connections)."""
+        await self._http.aclose()
 
     async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
         """Start a generation. Not idempotent: see :func:`i2v.retry.is_safe_to_resubmit`."""
@@ -133,7 +148,8 @@ class VideoApi:
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = await self._http.request(method, path, auth=self._auth, **kwargs)
+            async with self._gate:
+                response = await self._http.request(method, path, auth=self._auth, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
         except httpx.TransportError as exc:

@@ -19,9 +19,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from i2v import preflight
+from i2v import preflight, watch
 from i2v.errors import ConfigError, I2VError
 from i2v.limits import MIB, Limits
 from i2v.models import DEFAULT_MODEL, MODELS
@@ -31,7 +31,10 @@ from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, safe_label
 from i2v.s3 import endpoint_from_env, make_client
 from i2v.settings import ApiSettings
 from i2v.sources import FORMATS, Opener, is_s3, opener_for
-from i2v.terminal import SHOW_CURSOR, LiveBar, View, choose_view, quiet_console
+from i2v.terminal import LiveBar, View, choose_view, quiet_console
+
+if TYPE_CHECKING:
+    from tasks.server import LocalServer
 
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
@@ -41,12 +44,17 @@ _PREFECT_DEFAULTS = {
     # closed network, and no first-run notice printed over the progress bar.
     "DO_NOT_TRACK": "1",
 }
+#: Set in the process that runs the flow, under an ``i2v run`` that watches it.
+_SUPERVISED = "I2V_SUPERVISED"
 DEMO_KEY = "demo-key-not-secret"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``i2v`` console script; returns the exit status."""
+    if os.environ.get(_SUPERVISED):
+        # Started by _supervise with these blocked (a child inherits its parent's mask).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, watch.FORWARDED)
     parser = _parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -292,8 +300,6 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 _RERUN_HELP = """Run again chosen rows of a manifest into the same destination: by default the rows whose
 failure may pass another time. Needs only the manifest: each row carries its inputs."""
-#: Set in the process that runs the flow, under an ``i2v run`` that watches it.
-_SUPERVISED = "I2V_SUPERVISED"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -361,42 +367,25 @@ def _exit_status(summary: Summary | None) -> int:
 
 
 def _supervise(argv: list[str], *, view: View) -> int:
-    """Run this command again in a child process of its own session, and pass it signals.
+    """Run this command again in a child process of its own session, and watch it.
 
     A terminal's Ctrl-C reaches every process of the foreground group, Prefect's own server
-    among them; in a session of its own the run keeps that server while it stops cleanly:
-    the first SIGINT or SIGTERM here halts the run (nothing more is sent, every started
-    job stays journaled, the manifest is written) and exits 130 or 143; a second kills it
-    at once, journal intact. When the child draws a progress bar, it says that it is
-    stopping itself: a line written here would be drawn over.
+    among them; in a session of its own the run keeps that server while it stops cleanly.
+    This process then becomes :mod:`i2v.watch`, which passes the run signals and exits
+    with its status. Returns only if that program cannot be started (then it watches the
+    run itself, the same way).
     """
     env = {**os.environ, _SUPERVISED: "1"}
     command = [sys.executable, "-m", "i2v.cli", *argv]
+    # Blocked until the watcher's handlers are in place, so a signal meanwhile is held, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, watch.FORWARDED)
     child = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603 - this very command again
-    received: list[int] = []
-
-    def forward(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            if view != "bar":
-                print(f"\ni2v: {signal.Signals(signum).name}: stopping; signal again to stop at once", file=sys.stderr)
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGINT)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:
-        if view == "bar" and code < 0:  # killed while drawing: the cursor is hidden, the line unended
-            print(SHOW_CURSOR, file=sys.stderr, flush=True)
-        return 128 + received[0]
-    return code
+    program = [sys.executable, "-S", watch.__file__, str(child.pid), view]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.execv(sys.executable, program)  # noqa: S606 - the interpreter running this, on a file of this package
+    return watch.watch(child.pid, bar=view == "bar")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -430,6 +419,13 @@ def _run_flow(name: str, params: dict[str, Any], *, view: View) -> Summary | Non
     """
     for setting, value in _PREFECT_DEFAULTS.items():
         os.environ.setdefault(setting, value)
+    from tasks.server import start_local_server
+
+    # Started first: Prefect's server boots while the flow's modules import.
+    return _run_flow_on(start_local_server(), name, params, view=view)
+
+
+def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view: View) -> Summary | None:
     from prefect import State
 
     from flows.generate import generate_videos
@@ -463,6 +459,7 @@ def _run_flow(name: str, params: dict[str, Any], *, view: View) -> Summary | Non
         state: State[Any] = await flow(**params, return_state=True)  # type: ignore[operator]
         return state
 
+    server.wait_ready()
     with shown or contextlib.nullcontext():
         state = asyncio.run(watched())
     result = state.result(raise_on_failure=False)

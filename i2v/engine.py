@@ -264,6 +264,7 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close the clients and thread pools (the run is over in this process)."""
+        await self.api.aclose()
         await self.downloads.aclose()
         self.offload.close()
         self._transfers.close()

@@ -13,15 +13,15 @@ The request's usual parameters are columns of their own, the rest stay in ``para
 (JSON text, so that every line has the same columns whatever its model).
 
 The file is rewritten whole at every publish, streamed (a batch of manifest rows at a
-time) through the destination's atomic writer: readers see the previous file or the
-new one, never half of one. Runs finishing together each rewrite it from the root they
-read; a run that finds the root grew meanwhile writes it again, so the last one to
-finish leaves it whole, as with the root manifest itself.
+time, read from a local file of the root) through the destination's atomic writer:
+readers see the previous file or the new one, never half of one. Runs finishing
+together each rewrite it from the root they read; a run that finds the root grew
+meanwhile writes it again, so the last one to finish leaves it whole, as with the root
+manifest itself.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +30,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from i2v.merged import ROOT, included_runs
+from i2v.manifest import open_parquet
+from i2v.merged import ROOT, included_runs, runs_in
 from i2v.storage import Destination
 
 METADATA = "metadata.jsonl"
@@ -52,12 +53,13 @@ def write_metadata(dest: Destination, *, max_rounds: int = 20) -> str | None:
     None when the destination has no merged manifest yet.
     """
     for _ in range(max_rounds):
-        raw = dest.get_bytes(ROOT)
-        if raw is None:
-            return None
-        runs = included_runs(raw)
-        _write(dest, raw)
-        if _root_runs(dest) == runs:
+        with dest.local_file(ROOT) as path:
+            if path is None:
+                return None
+            with open_parquet(path) as root:
+                runs = runs_in(root)
+                _write(dest, root)
+        if included_runs(dest) == runs:
             break
     return dest.uri_for(METADATA)
 
@@ -70,7 +72,7 @@ def metadata_lines(manifest: pq.ParquetFile, key_for: Callable[[str], str | None
     """
     present = set(manifest.schema_arrow.names)
     columns = [name for name in _READ if name in present]
-    for batch in manifest.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+    for batch in manifest.iter_batches(batch_size=_BATCH_ROWS, columns=columns, use_threads=False):
         for row in batch.to_pylist():
             if row.get("status") != "completed" or not row.get("video_uri"):
                 continue
@@ -95,8 +97,8 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _write(dest: Destination, raw: bytes) -> None:
-    lines = metadata_lines(pq.ParquetFile(io.BytesIO(raw)), dest.key_for)
+def _write(dest: Destination, root: pq.ParquetFile) -> None:
+    lines = metadata_lines(root, dest.key_for)
     writer = dest.open_writer(METADATA, CONTENT_TYPE)
     try:
         while chunk := "".join(islice(lines, _LINES_PER_WRITE)):
@@ -105,8 +107,3 @@ def _write(dest: Destination, raw: bytes) -> None:
     except BaseException:
         writer.abort()
         raise
-
-
-def _root_runs(dest: Destination) -> list[str] | None:
-    raw = dest.get_bytes(ROOT)
-    return None if raw is None else included_runs(raw)

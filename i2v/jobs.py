@@ -97,6 +97,9 @@ async def submit(
         except BaseException:
             limiter.release(accepted=False)
             raise
+        # The job's clock starts when the provider takes the create, not when the intent
+        # was written: polls are paced from here (the journal write can take milliseconds).
+        sent_at = clock()
         try:
             generation = await api.create(route, request)
         except RateLimited as exc:
@@ -136,7 +139,7 @@ async def submit(
             model=row.model,
             generation_id=generation.id,
             route=route.name,
-            submitted_at=submitted_at,
+            submitted_at=sent_at,
             attempts=attempts,
             run=run,
         )

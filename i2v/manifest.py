@@ -5,7 +5,12 @@ when it ends; nothing of a shard is held after that. At the end of the run the p
 streamed, in order, into ``runs/<run>/manifest.parquet`` and ``manifest.csv`` (the
 destination's root manifest, merged over every run, is :mod:`i2v.merged`'s). Memory
 stays bounded by one part; every file is written through the destination, atomically,
-so a reader never sees half a table.
+so a reader never sees half a table. Parquet files are written in row groups of at most
+:data:`ROW_GROUP_ROWS` rows and read from a local file (:meth:`Destination.local_file`),
+a row group or a batch at a time, so that reading one costs the same whatever its size.
+
+Nothing here imports pandas (~45 MB in the flow process): the schema's ``pandas``
+metadata, which makes ``pandas.read_parquet`` give nullable dtypes, is written by hand.
 
 ``manifest.csv`` is for people and spreadsheets: a cell that a spreadsheet would run as
 a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is
@@ -17,14 +22,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -39,31 +44,64 @@ _FLOATS = ("generation_seconds", "duration_s", "fps", "credits_used")
 _BOOLEANS = ("retryable",)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _COPY_CHUNK = 1 << 20
+#: Rows turned into Python values at a time for the CSV.
+_CSV_BATCH_ROWS = 1024
+#: Rows per Parquet row group at most: what a reader decodes at once.
+ROW_GROUP_ROWS = 16_384
+#: The pandas release whose metadata format the schema follows (the oldest supported);
+#: readers do not act on it.
+_PANDAS_FORMAT = "2.2.0"
 
 
 def _schema() -> pa.Schema:
     """The manifest's Arrow schema, carrying pandas' nullable dtypes in its metadata.
 
-    With that metadata ``pandas.read_parquet`` gives ``Int64``, ``boolean`` and ``string``
-    columns (missing values stay missing) rather than floats and objects.
+    With that metadata ``pandas.read_parquet`` gives ``Int64``, ``Float64``, ``boolean``,
+    ``string`` and ``datetime64[us, UTC]`` columns (missing values stay missing) rather
+    than floats and objects. It is what ``pa.Schema.from_pandas`` writes for a frame of
+    those dtypes: ``numpy_type`` names the pandas dtype a column is read as.
     """
-    frame = pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(name)) for name in COLUMNS})
-    return pa.Schema.from_pandas(frame, preserve_index=False)
+    fields, columns = [], []
+    for name in COLUMNS:
+        arrow_type, pandas_type, dtype, extra = _column_type(name)
+        fields.append(pa.field(name, arrow_type))
+        columns.append(
+            {"name": name, "field_name": name, "pandas_type": pandas_type, "numpy_type": dtype, "metadata": extra}
+        )
+    pandas = {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": columns,
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": _PANDAS_FORMAT,
+    }
+    return pa.schema(fields, metadata={b"pandas": json.dumps(pandas).encode()})
 
 
-def _pandas_dtype(name: str) -> str:
+def _column_type(name: str) -> tuple[pa.DataType, str, str, dict[str, str] | None]:
+    """A column's Arrow type, and pandas' logical type, dtype and extra metadata for it."""
     if name in _TIMESTAMPS:
-        return "datetime64[us, UTC]"
+        return pa.timestamp("us", tz="UTC"), "datetimetz", "datetime64[us]", {"timezone": "UTC"}
     if name in _INTEGERS:
-        return "Int64"
+        return pa.int64(), "int64", "Int64", None
     if name in _FLOATS:
-        return "Float64"
+        return pa.float64(), "float64", "Float64", None
     if name in _BOOLEANS:
-        return "boolean"
-    return "string"
+        return pa.bool_(), "bool", "boolean", None
+    return pa.large_string(), "object", "string", None
 
 
 SCHEMA = _schema()
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """A local Parquet file, to read a row group or a batch at a time.
+
+    Not pre-buffered: by default pyarrow reads ahead every row group a read asks for,
+    which for a reader going through the whole file is all of its columns at once.
+    """
+    return pq.ParquetFile(path, pre_buffer=False)
 
 
 def part_key(run: str, shard: int) -> str:
@@ -92,10 +130,11 @@ def write_part(dest: Destination, run: str, shard: int, outcomes: Sequence[RowOu
 
 def read_part(dest: Destination, key: str) -> pa.Table | None:
     """A part written by :func:`write_part`, or None if it is missing."""
-    raw = dest.get_bytes(key)
-    if raw is None:
-        return None
-    return conform(pq.read_table(io.BytesIO(raw)))
+    with dest.local_file(key) as path:
+        if path is None:
+            return None
+        with open_parquet(path) as part:
+            return conform(part.read(use_threads=False))
 
 
 def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
@@ -117,20 +156,31 @@ def assemble(dest: Destination, run: str, parts: Sequence[pa.Table]) -> dict[str
 
 def write_tables(dest: Destination, run: str, tables: Iterator[pa.Table]) -> dict[str, str]:
     """Write a run's manifest from tables given in row order, one at a time; returns the URIs written."""
+    return write_files(dest, (f"runs/{run}/manifest.parquet", f"runs/{run}/manifest.csv"), SCHEMA, tables)
+
+
+def write_files(
+    dest: Destination, keys: tuple[str, str], schema: pa.Schema, tables: Iterable[pa.Table]
+) -> dict[str, str]:
+    """Stream ``tables`` (``schema``'s columns, in order) into a Parquet and a CSV object, ``keys``.
+
+    Both are written to local temporary files, then uploaded through the destination's
+    atomic writer, the Parquet file first. Returns the URIs written.
+    """
     with tempfile.TemporaryDirectory(prefix="i2v-manifest-") as tmp:
         parquet_path = Path(tmp) / "manifest.parquet"
         csv_path = Path(tmp) / "manifest.csv"
-        with pq.ParquetWriter(parquet_path, SCHEMA) as parquet, csv_path.open("w", newline="") as text:
-            out = csv.writer(text)
-            out.writerow(COLUMNS)
-            for table in tables:
-                parquet.write_table(table)
-                _csv_rows(out, table, COLUMNS)
-        written = {}
-        for key, path, kind in (
-            (f"runs/{run}/manifest.parquet", parquet_path, PARQUET),
-            (f"runs/{run}/manifest.csv", csv_path, "text/csv"),
+        with (
+            pq.ParquetWriter(parquet_path, schema) as parquet,
+            csv_path.open("w", newline="", encoding="utf-8") as text,
         ):
+            out = csv.writer(text)
+            out.writerow(schema.names)
+            for table in tables:
+                parquet.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                _csv_rows(out, table, schema.names)
+        written = {}
+        for key, path, kind in ((keys[0], parquet_path, PARQUET), (keys[1], csv_path, "text/csv")):
             _upload(dest, key, path, kind)
             written[key] = dest.uri_for(key)
     return written
@@ -141,54 +191,40 @@ def write_manifest(dest: Destination, outcomes: Sequence[RowOutcome], *, run: st
     return write_tables(dest, run, iter([to_table(outcomes)]))
 
 
-def write_csv(dest: Destination, key: str, table: pa.Table) -> None:
-    """Stream ``table`` as spreadsheet-safe CSV into ``key``, a batch of rows at a time."""
-    writer = dest.open_writer(key, "text/csv")
-    try:
-        text = io.StringIO(newline="")
-        out = csv.writer(text)
-        out.writerow(table.column_names)
-        for batch in table.to_batches(max_chunksize=4096):
-            _csv_rows(out, pa.Table.from_batches([batch]), table.column_names)
-            writer.write(text.getvalue().encode())
-            text.seek(0)
-            text.truncate()
-        writer.write(text.getvalue().encode())
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit()
-
-
 def _csv_rows(out: Any, table: pa.Table, columns: Sequence[str]) -> None:
-    for batch in table.to_batches(max_chunksize=4096):
+    for batch in table.to_batches(max_chunksize=_CSV_BATCH_ROWS):
         for record in batch.to_pylist():
             out.writerow([_csv_cell(record[name]) for name in columns])
 
 
 def read_outcomes(dest: Destination, key: str = "manifest.parquet") -> list[RowOutcome]:
     """The outcomes of a manifest (empty if there is none)."""
-    raw = dest.get_bytes(key)
-    if raw is None:
-        return []
-    frame = pd.read_parquet(io.BytesIO(raw))
-    for name in _TIMESTAMPS:
-        frame[name] = frame[name].map(lambda t: None if pd.isna(t) else t.timestamp()).astype(object)
-    frame = frame.astype(object).where(frame.notna(), None)
-    known = set(COLUMNS)
-    return [RowOutcome(**{str(k): v for k, v in record.items() if k in known}) for record in frame.to_dict("records")]
+    outcomes = []
+    with dest.local_file(key) as path:
+        if path is None:
+            return []
+        with open_parquet(path) as table:
+            columns = [name for name in table.schema_arrow.names if name in COLUMNS]
+            for batch in table.iter_batches(columns=columns, use_threads=False):
+                for row in batch.to_pylist():
+                    for name in _TIMESTAMPS:
+                        if row.get(name) is not None:
+                            row[name] = row[name].timestamp()
+                    outcomes.append(RowOutcome(**row))
+    return outcomes
 
 
 def summarize(dest: Destination, key: str) -> Summary:
     """The summary of a stored manifest, read a batch of rows at a time."""
-    raw = dest.get_bytes(key)
     tally = Tally()
-    if raw is not None:
-        columns = ["row_index", "id", "status", "error_kind", "error_message", "retryable"]
-        columns += ["credits_used", "video_bytes", "generation_seconds"]
-        for batch in pq.ParquetFile(io.BytesIO(raw)).iter_batches(columns=columns):
-            for record in batch.to_pylist():
-                tally.add(record)
+    with dest.local_file(key) as path:
+        if path is not None:
+            columns = ["row_index", "id", "status", "error_kind", "error_message", "retryable"]
+            columns += ["credits_used", "video_bytes", "generation_seconds"]
+            with open_parquet(path) as table:
+                for batch in table.iter_batches(columns=columns, use_threads=False):
+                    for record in batch.to_pylist():
+                        tally.add(record)
     return tally.summary()
 
 
@@ -209,7 +245,7 @@ def _csv_cell(value: Any) -> Any:
 
 def _parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(table, buffer, row_group_size=ROW_GROUP_ROWS)
     return buffer.getvalue()
 
 

@@ -17,34 +17,47 @@ the root records which runs it includes (in its Parquet metadata), and a run tha
 written it lists the runs again and merges once more if one appeared meanwhile. The
 last run to finish therefore leaves a root that includes every run written before it
 looked, and a crash leaves no lock behind.
+
+Memory does not grow with the destination beyond a few numbers per row key. The root
+and each new run's table are read from local files; which row wins is decided on their
+row key, status and attempts alone, a batch at a time (:mod:`i2v.decision`); the winners
+are then gathered :data:`CHUNK_ROWS` at a time, a row group at a time
+(:mod:`i2v.rowgroups`), and streamed into the new root. Rows taken from records are
+written to a temporary Parquet file on the way, read like one more run's table.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from i2v.manifest import PARQUET, SCHEMA, conform, write_csv
+from i2v import manifest
+from i2v.decision import DONE_SOMETHING, Decision, as_text, give_back
+from i2v.manifest import SCHEMA
 from i2v.records import read_record
+from i2v.rowgroups import Source, gather
 from i2v.storage import Destination
 
 ROOT = "manifest.parquet"
 ROOT_CSV = "manifest.csv"
 _RUNS_META = b"i2v.runs"
 _RUN_MANIFEST = re.compile(r"^runs/([^/]+)/manifest\.parquet$")
-#: Statuses that say what happened to the work (a skip only points elsewhere).
-_DONE_SOMETHING = ("completed", "failed")
 #: Skips that say nothing about the work itself: the row repeated another, or was never reached.
 _ONLY_POINTERS = ("duplicate", "stopped")
+#: Rows of the merged manifest gathered and written at a time.
+CHUNK_ROWS = 4096
+#: Records read before they are written to the records' file.
+RECORDS_BATCH = 1024
 
 MERGED_SCHEMA = SCHEMA.append(pa.field("attempts", pa.int64()))
 
@@ -58,104 +71,143 @@ def merge(dest: Destination, *, max_rounds: int = 20) -> list[str]:
     """Bring the root manifest up to date with every run's table; returns the runs it includes."""
     included: list[str] = []
     for _ in range(max_rounds):
-        root, included = read_root(dest)
-        runs = sorted(key for key in _run_manifests(dest) if key not in included)
-        if not runs:
-            return included
-        tables = [table for run in runs if (table := _read(dest, run_manifest_key(run))) is not None]
-        known = {*included, *runs}
-        merged = merge_tables(root, [_with_recorded_work(dest, table, known) for table in tables])
-        included = sorted({*included, *runs})
-        _write_root(dest, merged, included)
+        with contextlib.ExitStack() as stack:
+            root = _open(stack, dest, ROOT)
+            runs_in_root = None if root is None else runs_in(root)
+            # A root written before merging existed is one run's table, merged like one.
+            included = runs_in_root or []
+            runs = sorted(key for key in _run_manifests(dest) if key not in included)
+            if not runs:
+                return included
+            known = {*included, *runs}
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="i2v-merge-")))
+            decision = Decision()
+            sources = []
+            if root is not None and runs_in_root is not None:
+                for batch in _batches(root, ["row_key", "status", "attempts"]):
+                    decision.add(batch.column(0), batch.column(1), pc.fill_null(batch.column(2), 0))
+                sources.append(Source(root))
+            for run in runs:
+                table = _open(stack, dest, run_manifest_key(run))
+                if table is None:
+                    continue
+                recorded = _recorded_work(dest, table, known, decision, scratch / f"records-{run}.parquet")
+                if recorded is not None:
+                    sources.append(Source(stack.enter_context(recorded)))
+                for batch in _batches(table, ["row_key", "status"]):
+                    # A row counts as an attempt unless the run merely skipped it.
+                    tried = pc.cast(pc.fill_null(pc.not_equal(batch.column(1), "skipped"), False), pa.int64())
+                    decision.add(batch.column(0), batch.column(1), tried)
+                sources.append(Source(table))
+            included = sorted(known)
+            _write_root(dest, sources, decision, included)
     return included
 
 
-def read_root(dest: Destination) -> tuple[pa.Table | None, list[str]]:
-    """The merged table and the runs it includes (none yet: ``(None, [])``)."""
-    raw = dest.get_bytes(ROOT)
-    if raw is None:
-        return None, []
-    table = pq.read_table(io.BytesIO(raw))
-    meta = table.schema.metadata or {}
-    if _RUNS_META not in meta:
-        # A root written before merging existed: it is one run's table, merged like one.
-        return None, []
-    return conform(table, MERGED_SCHEMA), list(json.loads(meta[_RUNS_META]))
+def included_runs(dest: Destination) -> list[str] | None:
+    """The runs the destination's root manifest includes, from its footer.
+
+    None when there is no root, or it was written before merging existed.
+    """
+    with dest.local_file(ROOT) as path:
+        return None if path is None else _runs_in(pq.read_schema(path))
 
 
-def included_runs(raw: bytes) -> list[str] | None:
-    """The runs a root manifest's bytes include, from its footer (None: written before merging existed)."""
-    meta = pq.read_schema(io.BytesIO(raw)).metadata or {}
+def runs_in(file: pq.ParquetFile) -> list[str] | None:
+    """The runs a root manifest includes (None: written before merging existed)."""
+    return _runs_in(file.schema_arrow)
+
+
+def _runs_in(schema: pa.Schema) -> list[str] | None:
+    meta = schema.metadata or {}
     return list(json.loads(meta[_RUNS_META])) if _RUNS_META in meta else None
 
 
-def merge_tables(root: pa.Table | None, runs: Sequence[pa.Table]) -> pa.Table:
-    """``root`` (already merged) followed by each run's table, oldest first, merged by row key.
+def _batches(file: pq.ParquetFile, names: list[str]) -> Iterator[pa.RecordBatch]:
+    yield from file.iter_batches(batch_size=manifest.ROW_GROUP_ROWS, columns=names, use_threads=False)
 
-    Which row wins is decided on three small columns; the winners are then taken whole
-    from the Arrow table, so the text columns of 100,000 rows never become Python objects.
+
+def _open(stack: contextlib.ExitStack, dest: Destination, key: str) -> pq.ParquetFile | None:
+    path = stack.enter_context(dest.local_file(key))
+    return None if path is None else stack.enter_context(manifest.open_parquet(path))
+
+
+def _recorded_work(
+    dest: Destination, table: pq.ParquetFile, runs: set[str], decision: Decision, path: Path
+) -> pq.ParquetFile | None:
+    """The records' earlier outcomes of rows the run only skipped, added to ``decision`` before the run's rows.
+
+    An outcome counts as an attempt only if its run left no table to count it from. They
+    are read and written to ``path`` in the order the merged table will want them (by
+    the number of their key; new keys last, in order of first appearance), which a
+    shuffled rerun would otherwise scatter over the whole file. Their order among
+    themselves decides nothing else: each key has one record. None: no row needs one.
     """
-    tables = [conform(root, MERGED_SCHEMA)] if root is not None else []
-    tables += [_with_attempts(table) for table in runs]
-    if not tables:
-        return MERGED_SCHEMA.empty_table()
-    whole = pa.concat_tables(tables)
-    rows = pd.DataFrame(
-        {
-            "row_key": whole.column("row_key").to_pandas(),
-            "status": whole.column("status").to_pandas(),
-            "attempts": whole.column("attempts").fill_null(0).to_pandas(),
-        }
-    )
-    rows["_order"] = range(len(rows))
-    rows = rows[rows["row_key"].notna()]
-    attempts = rows.groupby("row_key", sort=False)["attempts"].sum()
-    first_seen = rows.drop_duplicates("row_key", keep="first").set_index("row_key")["_order"]
-    # The latest row that did something; a key only ever skipped keeps its latest skip.
-    acted = rows[rows["status"].isin(_DONE_SOMETHING)].drop_duplicates("row_key", keep="last")
-    anything = rows.drop_duplicates("row_key", keep="last")
-    best = pd.concat([acted, anything]).drop_duplicates("row_key", keep="first")
-    best = best.assign(_first=best["row_key"].map(first_seen)).sort_values("_first")
-    merged = whole.take(pa.array(best["_order"].to_numpy()))
-    totals = pa.array(best["row_key"].map(attempts).to_numpy(), pa.int64())
-    return merged.set_column(merged.schema.get_field_index("attempts"), "attempts", totals)
+    wanted = _pointed_at(table)
+    if not len(wanted):
+        return None
+    fallback = pc.add(pa.array(range(len(wanted)), pa.int64()), decision.keys_seen)
+    wanted = wanted.take(pc.sort_indices(pc.coalesce(decision.numbers(wanted), fallback)))
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.Table] = []  # added to the decision a few thousand at a time: each addition hashes every key
+    try:
+        for start in range(0, len(wanted), RECORDS_BATCH):
+            batch = _record_batch(dest, wanted.slice(start, RECORDS_BATCH), runs)
+            if not batch.num_rows:
+                continue
+            if writer is None:
+                writer = pq.ParquetWriter(path, MERGED_SCHEMA)
+            writer.write_table(batch, row_group_size=manifest.ROW_GROUP_ROWS)
+            pending.append(batch.select(["row_key", "status", "attempts"]))
+            if sum(part.num_rows for part in pending) >= manifest.ROW_GROUP_ROWS:
+                _add(decision, pending)
+        _add(decision, pending)
+    finally:
+        if writer is not None:
+            writer.close()
+    return None if writer is None else manifest.open_parquet(path)
 
 
-def _with_attempts(table: pa.Table) -> pa.Table:
-    """A run's table with ``attempts``: one for each row it did not merely skip."""
-    if table.schema.equals(MERGED_SCHEMA):
-        return table  # already counted (a run's table joined with its records)
-    if "attempts" in table.column_names:
-        return conform(table, MERGED_SCHEMA)
-    tried = pc.cast(pc.not_equal(table.column("status"), "skipped"), pa.int64())
-    return conform(table.append_column("attempts", tried), MERGED_SCHEMA)
+def _add(decision: Decision, tables: list[pa.Table]) -> None:
+    """Add ``tables``' rows (``row_key``, ``status``, ``attempts``) to ``decision``, and empty the list."""
+    if tables:
+        rows = pa.concat_tables(tables)
+        decision.add(rows.column("row_key"), rows.column("status"), rows.column("attempts"))
+        tables.clear()
 
 
-def _with_recorded_work(dest: Destination, table: pa.Table, runs: set[str]) -> pa.Table:
-    """The run's table, where a row it only skipped is joined by its record's earlier outcome.
+def _pointed_at(table: pq.ParquetFile) -> pa.Array:
+    """The keys of the rows a run skipped for an earlier outcome (already done, or failed for good).
 
-    That outcome counts as an attempt only if its run left no table to count it from.
+    Each once, in order of first appearance: the order their records take in the decision.
     """
-    table = _with_attempts(table)
-    kind = table.column("error_kind")
-    # Skips that name the kind of an earlier outcome: already done, or failed for good.
-    pointing = pc.and_kleene(
-        pc.and_kleene(pc.equal(table.column("status"), "skipped"), pc.is_valid(table.column("row_key"))),
-        pc.and_kleene(pc.is_valid(kind), pc.invert(pc.is_in(kind, pa.array(_ONLY_POINTERS)))),
-    )
-    earlier = []
-    for key in pc.unique(table.filter(pc.fill_null(pointing, False)).column("row_key")).to_pylist():
+    wanted: list[pa.Array] = []
+    for batch in _batches(table, ["row_key", "status", "error_kind"]):
+        keys, kind = as_text(batch.column(0)), as_text(batch.column(2))
+        pointing = pc.and_kleene(
+            pc.and_kleene(pc.equal(batch.column(1), "skipped"), pc.is_valid(keys)),
+            pc.and_kleene(pc.is_valid(kind), pc.invert(pc.is_in(kind, pa.array(_ONLY_POINTERS, pa.large_string())))),
+        )
+        selected = keys.filter(pc.fill_null(pointing, False))
+        earlier = pa.chunked_array(wanted, pa.large_string())
+        new = selected.filter(pc.invert(pc.is_in(selected, value_set=earlier)))
+        if len(new):
+            wanted.append(pc.unique(new))
+        give_back()
+    return pa.chunked_array(wanted, pa.large_string()).combine_chunks()
+
+
+def _record_batch(dest: Destination, keys: pa.Array, runs: set[str]) -> pa.Table:
+    """The records of ``keys`` that say what happened to the work, in that order."""
+    rows = []
+    for key in keys.to_pylist():
         record = read_record(dest, str(key))
-        if record is None or record.status not in _DONE_SOMETHING:
+        if record is None or record.status not in DONE_SOMETHING:
             continue
         row = asdict(record)
         row["attempts"] = 0 if record.run in runs else 1
-        earlier.append(row)
-    if not earlier:
-        return table
-    # The earlier outcome goes first: the run's own row still wins if it did something.
-    recorded = pa.Table.from_pylist([_timestamps(row) for row in earlier], schema=MERGED_SCHEMA)
-    return pa.concat_tables([recorded, table])
+        rows.append(_timestamps(row))
+    return pa.Table.from_pylist(rows, schema=MERGED_SCHEMA)
 
 
 def _timestamps(row: dict[str, object]) -> dict[str, object]:
@@ -166,14 +218,17 @@ def _timestamps(row: dict[str, object]) -> dict[str, object]:
     return row
 
 
-def _write_root(dest: Destination, table: pa.Table, runs: list[str]) -> None:
-    meta = dict(table.schema.metadata or {})
-    meta[_RUNS_META] = json.dumps(runs).encode()
-    table = table.replace_schema_metadata(meta)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    dest.put_bytes(ROOT, buffer.getvalue(), PARQUET)
-    write_csv(dest, ROOT_CSV, table)
+def _write_root(dest: Destination, sources: Sequence[Source], decision: Decision, runs: list[str]) -> None:
+    chosen, attempts = decision.winners()
+    column = MERGED_SCHEMA.get_field_index("attempts")
+
+    def chunks() -> Iterator[pa.Table]:
+        for start in range(0, len(chosen), CHUNK_ROWS):
+            rows = gather(sources, chosen.slice(start, CHUNK_ROWS).to_pylist(), MERGED_SCHEMA)
+            yield rows.set_column(column, "attempts", attempts.slice(start, CHUNK_ROWS))
+
+    meta = {**(MERGED_SCHEMA.metadata or {}), _RUNS_META: json.dumps(runs).encode()}
+    manifest.write_files(dest, (ROOT, ROOT_CSV), MERGED_SCHEMA.with_metadata(meta), chunks())
 
 
 def _run_manifests(dest: Destination) -> list[str]:
@@ -183,8 +238,3 @@ def _run_manifests(dest: Destination) -> list[str]:
         if match:
             runs.append(match.group(1))
     return runs
-
-
-def _read(dest: Destination, key: str) -> pa.Table | None:
-    raw = dest.get_bytes(key)
-    return None if raw is None else conform(pq.read_table(io.BytesIO(raw)))

@@ -15,11 +15,12 @@ import contextlib
 import functools
 import io
 import os
+import shutil
 import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +41,8 @@ PARTS_IN_FLIGHT = 2
 SPOOLED_PARTS_IN_FLIGHT = 5
 #: Threads uploading parts, shared by every upload to one destination.
 UPLOAD_THREADS = 6
+#: Bytes of an object copied to a local file at a time.
+DOWNLOAD_CHUNK = 1024 * 1024
 
 _PERMANENT_S3_CODES = frozenset(
     {
@@ -84,6 +87,13 @@ class Destination(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
+
+    @abstractmethod
+    def local_file(self, key: str) -> contextlib.AbstractContextManager[Path | None]:
+        """A local file holding the object (None if it does not exist), to read inside the ``with`` block.
+
+        A temporary copy is removed when the block ends; the object is never held in memory.
+        """
 
     @abstractmethod
     def list_sizes(self, prefix: str) -> dict[str, int]:
@@ -168,6 +178,13 @@ class LocalDestination(Destination):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {self._path(key)}: {exc.strerror}", transient=True) from exc
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        # The object itself, not a copy: writes replace it by rename, so a file opened here
+        # keeps reading the version it opened.
+        path = self._path(key)
+        yield path if path.is_file() else None
 
     def list_sizes(self, prefix: str) -> dict[str, int]:
         folder = self._path(prefix) if prefix else self.root
@@ -307,6 +324,27 @@ class S3Destination(Destination):
                 return None
             raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
 
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        handle, name = tempfile.mkstemp(prefix="i2v-get-", suffix=".part", dir=self.spool_dir)
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                found = self._download(key, out)
+            yield path if found else None
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _download(self, key: str, out: BinaryIO) -> bool:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            shutil.copyfileobj(body, out, DOWNLOAD_CHUNK)
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
+        return True
+
     def list_sizes(self, prefix: str) -> dict[str, int]:
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -419,6 +457,9 @@ class _MultipartWriter:
                 if self._filled or not (self.parts or self._pending):
                     self._send_rest()
                 self._settle(0)
+                # Every part is sent and the copy checked: dropped now, its pages never
+                # have to reach the disk while the service assembles the object.
+                self._drop_local()
                 client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=self.key,

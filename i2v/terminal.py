@@ -33,7 +33,6 @@ View = Literal["bar", "lines", "quiet"]
 REFRESH_PER_S = 4
 BAR_WIDTH = 40
 #: Shows the cursor again after a process that hid it was killed while drawing.
-SHOW_CURSOR = "\x1b[?25h"
 
 
 def choose_view(*, quiet: bool, stream: TextIO, environ: Mapping[str, str] = os.environ) -> View:

@@ -197,23 +197,24 @@ def reset() -> None:
 
 def _build(run: RunSpec, progress: Progress) -> Engine:
     settings = ApiSettings.from_env(secrets.api_environment())
-    http = make_http_client(settings)
+    options = EngineOptions(
+        run=run.name,
+        job_timeout_s=run.job_timeout_s,
+        retry=run.retry,
+        resubmit_unknown=run.resubmit_unknown,
+        max_failure_ratio=run.max_failure_ratio,
+        max_credits=run.max_credits,
+        downloads=DownloadRules.for_api(settings.base_url, max_bytes=run.limits.max_video_bytes),
+    )
     return Engine(
-        api=VideoApi(http, settings.api_key),
-        downloads=http,
+        api=VideoApi(make_http_client(settings), settings.api_key),
+        # A pool of its own, one connection per transfer: a slow download never holds up a poll.
+        downloads=make_http_client(settings, max_connections=options.max_transfers),
         dest=destination(run.dest),
         limiter=AdmissionLimiter(run.max_in_flight, gate=slots.from_env()),
         pacer=PollPacer(run.poll_interval_s),
         offload=Offload(),
-        options=EngineOptions(
-            run=run.name,
-            job_timeout_s=run.job_timeout_s,
-            retry=run.retry,
-            resubmit_unknown=run.resubmit_unknown,
-            max_failure_ratio=run.max_failure_ratio,
-            max_credits=run.max_credits,
-            downloads=DownloadRules.for_api(settings.base_url, max_bytes=run.limits.max_video_bytes),
-        ),
+        options=options,
         progress=progress,
         presign=_presign,
     )

@@ -114,13 +114,20 @@ def test_a_signal_stops_cleanly_and_a_rerun_finishes(
         assert len(skipped) > 0
         assert set(skipped["error_kind"]) == {"stopped"}
         assert set(first["status"]) <= {"completed", "skipped"}
-    assert run(_run_args(csv, dest), env, log) == 0, log.read_text()[-3000:]
+    rerun = run(_run_args(csv, dest), env, log)
     stats = emu.stats()
     assert stats["billed_twice"] == 0
-    assert sum(stats["jobs"].values()) == ROWS, "every started job was re-attached, none made twice"
     frame = _merged(dest)
-    assert len(frame) == ROWS
-    assert set(frame["status"]) == {"completed"}
+    assert len(frame) == ROWS == frame["row_key"].nunique()
+    # A second signal exits at once: a create it cut off between intent and answer is
+    # unknown, and never sent again. A single signal lets every create answer.
+    unknown = frame[frame["error_kind"] == "submit_unknown"]
+    if len(signals) == 1:
+        assert unknown.empty, unknown[["error_message"]].to_string()
+    assert set(frame.drop(unknown.index)["status"]) == {"completed"}, frame[["status", "error_kind"]].to_string()
+    assert rerun == (1 if len(unknown) else 0), log.read_text()[-3000:]
+    jobs = sum(stats["jobs"].values())
+    assert ROWS - len(unknown) <= jobs <= ROWS, "every started job was re-attached, none made twice"
 
 
 def test_rerun_command_picks_rows_by_selector(tmp_path: Path, prefect_home: Path) -> None:

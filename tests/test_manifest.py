@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+import i2v
 from i2v import manifest
-from i2v.outcomes import RowOutcome
+from i2v.outcomes import COLUMNS, RowOutcome
 from i2v.storage import LocalDestination
 
 
@@ -75,3 +81,56 @@ def test_summary_of_a_stored_manifest_counts_without_loading_rows(tmp_path: Path
     assert summary.failures_by_kind == {"timeout": 3}
     assert summary.credits_used == 16.0
     assert [f["row_index"] for f in summary.first_failures] == [8, 9, 10]
+
+
+def _pandas_dtype(name: str) -> str:
+    """The dtype each column had in the frame the schema was once made from with ``pa.Schema.from_pandas``."""
+    if name in ("submitted_at", "completed_at"):
+        return "datetime64[us, UTC]"
+    if name in ("row_index", "submit_attempts", "polls", "video_bytes", "width", "height"):
+        return "Int64"
+    if name in ("generation_seconds", "duration_s", "fps", "credits_used"):
+        return "Float64"
+    return "boolean" if name == "retryable" else "string"
+
+
+def test_the_hand_made_pandas_metadata_reads_back_as_pandas_own(tmp_path: Path) -> None:
+    """A manifest reads back in pandas with the same nullable dtypes and values as with the metadata pandas wrote."""
+    frame = pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(name)) for name in COLUMNS})
+    theirs = pa.Schema.from_pandas(frame, preserve_index=False)
+    assert theirs.equals(manifest.SCHEMA, check_metadata=False)
+    outcomes = [
+        _outcome(0, video_bytes=10, duration_s=1.5, submitted_at=1.7e9, retryable=True),
+        _outcome(1, status="failed", error_kind="timeout", error_message="slow", retryable=False),
+        _outcome(2, row_key=None, id=None, model=None, route=None),
+    ]
+    table = manifest.to_table(outcomes)
+    pq.write_table(table, tmp_path / "ours.parquet")
+    pq.write_table(table.replace_schema_metadata(theirs.metadata), tmp_path / "theirs.parquet")
+
+    ours_frame = pd.read_parquet(tmp_path / "ours.parquet")
+    theirs_frame = pd.read_parquet(tmp_path / "theirs.parquet")
+    assert ours_frame.dtypes.astype(str).to_dict() == theirs_frame.dtypes.astype(str).to_dict()
+    pd.testing.assert_frame_equal(ours_frame, theirs_frame)
+    assert ours_frame.dtypes.astype(str).to_dict() == {name: _pandas_dtype(name) for name in COLUMNS}
+    assert ours_frame["video_bytes"].isna().tolist() == [False, True, True]
+    assert ours_frame["retryable"].isna().tolist() == [False, False, True]
+    assert ours_frame["row_key"].isna().tolist() == [False, False, True]
+
+
+def test_no_module_outside_the_emulator_imports_pandas_or_numpy() -> None:
+    """The pipeline's own modules never import pandas (~45 MB in the flow process) nor numpy."""
+    package = Path(i2v.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if "emulator" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("pandas", "numpy")]
+    assert offenders == []
+    code = "import sys, i2v.manifest, i2v.merged, i2v.export; print('pandas' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
