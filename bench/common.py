@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -483,6 +483,13 @@ class TreeSampler:
             peaks = sorted(self.peak_by_process.items(), key=lambda item: -item[1][0])
         return {f"{pid} {label}": round(peak / MB, 1) for pid, (peak, label) in peaks}
 
+    def cpu_by_process(self) -> dict[str, float]:
+        """Each process's CPU seconds (user + system, as last sampled), by ``pid command``, largest first."""
+        with self._lock:
+            spent = sorted(self._cpu.items(), key=lambda item: -item[1])
+            labels = {pid: label for pid, (_, label) in self.peak_by_process.items()}
+        return {f"{pid} {labels.get(pid, '')}": round(cpu, 1) for (pid, _), cpu in spent}
+
     def rss_at(self, when: float) -> int | None:
         """Total RSS of the last sample taken at or before ``when`` (needs ``history``)."""
         if not self.history:
@@ -528,6 +535,8 @@ class Measured:
     leftover_processes: int
     stdout_log: str
     stderr_log: str
+    #: CPU seconds of each process of the tree, by ``pid command``.
+    cpu_s_by_process: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -609,6 +618,7 @@ def run_measured(
         leftover_processes=leftovers,
         stdout_log=str(stdout_log),
         stderr_log=str(stderr_log),
+        cpu_s_by_process=sampler.cpu_by_process(),
     )
     log(
         f"{name}: exit {measured.exit_code} after {wall_s:.1f}s, cpu {measured.cpu_s:.1f}s, "

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from prefect import State, flow, runtime
+from prefect.utilities.annotations import quote
 
 from i2v import outcomes
 from i2v.inputs import InputPlan, Shard
@@ -44,8 +45,10 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
             results.append(outcome)
         groups = batches(rows.rows, run.batch_size(len(rows.rows)))
         labels = [f"{shard.index}.{number}" for number in range(len(groups))]
+        # Quoted: Prefect would otherwise walk every row of every batch looking for futures.
         calls: list[Any] = [
-            generate_batch(run, group, label, return_state=True) for group, label in zip(groups, labels, strict=True)
+            generate_batch(run, quote(group), label, return_state=True)
+            for group, label in zip(groups, labels, strict=True)
         ]
         try:
             states: list[State[list[RowOutcome]]] = await asyncio.gather(*calls)

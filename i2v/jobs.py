@@ -201,6 +201,10 @@ async def wait_for_video(
     while True:
         await sleep(_bounded(wait, deadline, clock))
         count += 1
+        # The answer tells the job's status when the poll was sent: time it from then, so a
+        # slow answer (a busy loop, a queue for connections) never teaches the pacer that
+        # jobs take longer.
+        asked = clock() - submission.submitted_at
         try:
             generation = await api.fetch(route, submission.generation_id)
         except RateLimited as exc:
@@ -216,17 +220,16 @@ async def wait_for_video(
         else:
             errors = 0
             last_status = generation.status
-            elapsed = clock() - submission.submitted_at
             if generation.is_completed:
                 if generation.video_url is None:
                     raise BadResponse(f"generation {generation.id} is completed but has no video URL")
                 if not submission.reattached:
-                    pacer.finished(polls, elapsed)
+                    pacer.finished(polls, asked)
                 return Finished(submission, generation.video_url, clock(), count, generation.credits_used)
             if generation.is_failed:
                 raise _failure(generation, count)
-            pacer.polled(polls, elapsed, running=generation.is_running)
-            wait = pacer.delay(polls, elapsed)
+            pacer.polled(polls, asked, running=generation.is_running)
+            wait = pacer.delay(polls, clock() - submission.submitted_at)
         # Judged after a poll, never before: a re-attached job may be past its deadline
         # and yet completed, with its video still downloadable.
         if clock() >= deadline:
