@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from i2v.errors import InputError
-from i2v.inputs import plan
+from i2v.inputs import all_records, plan
 from i2v.limits import MIB, Limits
 from i2v.rows import RowSet, read_rows, read_shard
 
@@ -251,6 +251,27 @@ def test_any_well_formed_csv_gives_every_record_once_sharded_or_not(
     parts = [read_shard(planned, shard) for shard in planned.shards]
     assert [row.key for part in parts for row in part.rows] == [row.key for row in whole.rows]
     assert [bad.index for part in parts for bad in part.invalid] == [bad.index for bad in whole.invalid]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_ROWS, line_end=st.sampled_from(["\r\n", "\n"]))
+def test_any_well_formed_csv_reads_as_the_csv_module_parses_it(
+    folder: Path, rows: list[list[str]], line_end: str
+) -> None:
+    """Every record's cells are the csv module's, whether its row took the plain-line path or not."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=line_end)
+    writer.writerow(["id", "image_url", "prompt"])
+    writer.writerows(rows)
+    data = out.getvalue()
+    parsed = list(csv.reader(io.StringIO(data, newline="")))[1:]
+    expected = [
+        dict(zip(("id", "image_url", "prompt"), cells, strict=False))
+        for cells in parsed
+        if any(c.strip() for c in cells)
+    ]
+    records = list(all_records(_file(folder, data.encode("utf-8", "surrogatepass"), "parsed.csv")))
+    assert [record.cells for record in records] == expected
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
