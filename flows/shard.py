@@ -54,14 +54,21 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
             states: list[State[list[RowOutcome]]] = await asyncio.gather(*calls)
         finally:
             engine.withdraw(rows.rows)
+        returned: list[list[RowOutcome]] = []
         for group, label, state in zip(groups, labels, states, strict=True):
             if state.is_completed():
-                results += await state.aresult()
+                returned.append(await state.aresult())
             else:
-                results += await salvage_batch(run, group, label, f"{state.name}: {state.message}")
+                returned.append(await salvage_batch(run, group, label, f"{state.name}: {state.message}"))
+            results += returned[-1]
         await write_shard_part(run, shard.index, results)
         engine.progress.let_go(rows.total)
     counts: dict[str, Any] = {"shard": shard.index, "rows": len(results)}
     for outcome in results:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    # Prefect's records of this shard's task runs (their parameters and results) can outlive
+    # the shard in contexts that Prefect's services copy; emptied, they hold none of its rows.
+    handed: list[list[Any]] = [rows.rows, rows.invalid, *groups, *returned, results]
+    for items in handed:
+        items.clear()
     return counts

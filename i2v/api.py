@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -99,14 +100,23 @@ def make_http_client(
     for more connections at once than the pool holds (see :data:`API_CONNECTIONS`).
     """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport is None and not _proxied():
+        transport = PooledTransport(limits)
     return httpx.AsyncClient(
         base_url=settings.base_url,
-        transport=transport or PooledTransport(limits),
+        # httpx honours HTTP(S)_PROXY and NO_PROXY only with the transports it builds itself.
+        transport=transport,
+        limits=limits,
         timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
         headers={"User-Agent": "i2v-pipeline"},
         # API calls are never redirected; downloads follow theirs one checked hop at a time.
         follow_redirects=False,
     )
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 class VideoApi:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, cast
 
 from i2v.errors import ConfigError, StorageError
 
@@ -54,6 +54,8 @@ _PERMANENT_S3_CODES = frozenset(
         "AllAccessDisabled",
     }
 )
+
+_T = TypeVar("_T")
 
 
 class ObjectWriter(Protocol):
@@ -316,13 +318,7 @@ class S3Destination(Destination):
         return _MultipartWriter(self, self._key(key), content_type, local_copy=local_copy)
 
     def get_bytes(self, key: str) -> bytes | None:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            return body.read()
-        except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
+        return self._read(key, lambda body: body.read())
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path | None]:
@@ -336,14 +332,21 @@ class S3Destination(Destination):
             path.unlink(missing_ok=True)
 
     def _download(self, key: str, out: BinaryIO) -> bool:
+        def copy(body: Any) -> bool:
+            shutil.copyfileobj(body, out, DOWNLOAD_CHUNK)
+            return True
+
+        return self._read(key, copy) is not None
+
+    def _read(self, key: str, consume: Callable[[Any], _T]) -> _T | None:
+        """What ``consume`` makes of the object's body, or None if the object does not exist."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            shutil.copyfileobj(body, out, DOWNLOAD_CHUNK)
+            return consume(body)
         except Exception as exc:
             if _s3_code(exc) in ("NoSuchKey", "404"):
-                return False
+                return None
             raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
-        return True
 
     def list_sizes(self, prefix: str) -> dict[str, int]:
         full = self._key(prefix)

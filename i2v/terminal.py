@@ -32,7 +32,6 @@ View = Literal["bar", "lines", "quiet"]
 #: Bar redraws a second: smooth enough for a counter, cheap on a 2-core machine.
 REFRESH_PER_S = 4
 BAR_WIDTH = 40
-#: Shows the cursor again after a process that hid it was killed while drawing.
 
 
 def choose_view(*, quiet: bool, stream: TextIO, environ: Mapping[str, str] = os.environ) -> View:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 from collections import deque
@@ -71,6 +72,10 @@ class GlobalLimitSlots:
         self._background: set[asyncio.Task[None]] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._missing: ConfigError | None = None
+        # Renewing lasts the run, and a task keeps the context it was made in: made from a
+        # row's, it would hold that batch's task run (its rows) to the end. The context here
+        # is the one the engine was built in, which lasts the run anyway.
+        self._context = contextvars.copy_context()
 
     @property
     def held(self) -> int:
@@ -160,7 +165,7 @@ class GlobalLimitSlots:
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever(), context=self._context.copy())
 
     async def _renew_forever(self) -> None:
         while True:

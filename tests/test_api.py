@@ -12,11 +12,12 @@ import pickle
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
-from i2v.api import VideoApi, open_download, parse_retry_after
+from i2v.api import VideoApi, make_http_client, open_download, parse_retry_after
 from i2v.errors import (
     ApiError,
     AuthError,
@@ -30,6 +31,7 @@ from i2v.errors import (
 )
 from i2v.models import get_model
 from i2v.settings import ApiSettings, Secret
+from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -208,3 +210,33 @@ async def test_download_sends_no_key_and_reports_status() -> None:
             pass
     assert info.value.status == 403
     assert all("Authorization" not in request.headers for request in seen)
+
+
+async def test_a_proxy_named_in_the_environment_carries_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP_PROXY set, requests go to that proxy, naming the API's URL in full."""
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        """A forward proxy that answers every request itself, noting its request line."""
+
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            seen.append(self.requestline)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(Proxy) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        settings = ApiSettings(api_key=Secret(KEY), base_url="http://api.invalid/v2", timeout_s=5)
+        async with make_http_client(settings) as http:
+            response = await http.get("/generate/video/alibaba/generation", params={"generation_id": "g1"})
+    assert response.status_code == 200
+    assert seen == ["GET http://api.invalid/v2/generate/video/alibaba/generation?generation_id=g1 HTTP/1.1"]

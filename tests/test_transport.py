@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import gc
 import ipaddress
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +45,18 @@ class _Echo(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _Large(_Echo):
+    """Answers every GET with a megabyte, naming the client's port in a header."""
+
+    def do_GET(self) -> None:
+        body = bytes(1 << 20)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Port", str(self.client_address[1]))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class _ClosesWhenIdle(_Echo):
@@ -171,3 +186,31 @@ async def test_a_reset_mid_answer_is_a_transport_error() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_pooled_connection_keeps_nothing_of_the_request_that_opened_it() -> None:
+    """What a request's context held is freed once it ends, though it opened and slowly read a pooled connection."""
+    holder: contextvars.ContextVar[object] = contextvars.ContextVar("holder")
+
+    class Held:
+        """Stands for a task run's parameters."""
+
+    async def slow_request(http: httpx.AsyncClient, url: str) -> tuple[weakref.ref[Held], str, int]:
+        held = Held()
+        holder.set(held)
+        async with http.stream("GET", url) as response:
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                await asyncio.sleep(0.001)  # slower than loopback: the connection stops reading and starts again
+        return weakref.ref(held), response.headers["X-Port"], size
+
+    with serving(_Large) as url:
+        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
+            ref, port, size = await asyncio.create_task(slow_request(http, url))
+            await asyncio.sleep(0)  # the loop lets go of the finished task (and its context)
+            gc.collect()
+            assert size == 1 << 20
+            assert ref() is None, "the pooled connection kept the context of the request that opened it"
+            again = await http.get(url)
+    assert again.headers["X-Port"] == port, "the connection was still pooled"
