@@ -30,7 +30,7 @@ import contextvars
 import select
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpcore
@@ -163,13 +163,21 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-async def _in_context(context: contextvars.Context, make: Callable[[], Awaitable[_T]]) -> _T:
-    """Await ``make()`` as a task run in ``context``: what it schedules stays in ``context``."""
+async def _in_context(context: contextvars.Context, step: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``step`` as a task run in ``context``: what it schedules stays in ``context``."""
+    return await asyncio.get_running_loop().create_task(step, context=context)
 
-    async def run() -> _T:
-        return await make()
 
-    return await asyncio.get_running_loop().create_task(run(), context=context)
+async def _open(
+    opener: Callable[[Callable[[], _Connection]], Coroutine[Any, Any, tuple[asyncio.BaseTransport, _Connection]]],
+    timeout: float | None,
+) -> _Connection:
+    """A new connection made by ``opener`` (given the protocol factory), in an empty context of its own."""
+    context = contextvars.Context()
+    with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
+        async with asyncio.timeout(timeout):
+            _, connection = await _in_context(context, opener(lambda: _Connection(context)))
+    return connection
 
 
 class _Stream(httpcore.AsyncNetworkStream):
@@ -204,8 +212,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
             async with asyncio.timeout(timeout):
                 secured = await _in_context(
-                    connection.context,
-                    lambda: loop.start_tls(plain, connection, ssl_context, server_hostname=server_hostname),
+                    connection.context, loop.start_tls(plain, connection, ssl_context, server_hostname=server_hostname)
                 )
         assert isinstance(secured, asyncio.Transport)
         connection.transport = secured
@@ -253,20 +260,13 @@ class _Backend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        context = contextvars.Context()
         loop = asyncio.get_running_loop()
-        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
-            async with asyncio.timeout(timeout):
-                transport, connection = await _in_context(
-                    context,
-                    lambda: loop.create_connection(
-                        lambda: _Connection(context),
-                        host,
-                        port,
-                        local_addr=(local_address, 0) if local_address else None,
-                    ),
-                )
-        sock = transport.get_extra_info("socket")
+        local_addr = (local_address, 0) if local_address else None
+        connection = await _open(
+            lambda protocol: loop.create_connection(protocol, host, port, local_addr=local_addr), timeout
+        )
+        assert connection.transport is not None
+        sock = connection.transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
         return _Stream(connection)
@@ -277,14 +277,8 @@ class _Backend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        context = contextvars.Context()
         loop = asyncio.get_running_loop()
-        with _mapped(httpcore.ConnectTimeout, httpcore.ConnectError):
-            async with asyncio.timeout(timeout):
-                _, connection = await _in_context(
-                    context, lambda: loop.create_unix_connection(lambda: _Connection(context), path)
-                )
-        return _Stream(connection)
+        return _Stream(await _open(lambda protocol: loop.create_unix_connection(protocol, path), timeout))
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
