@@ -18,6 +18,7 @@ import asyncio
 import email.utils
 import time
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ class Generation:
     error_name: str | None = None
     error_message: str | None = None
     credits_used: float | None = None
+    #: Seconds the request waited for a free connection before it was sent: the answer
+    #: tells the job's state at some moment after that wait, not before it.
+    queued_s: float = 0.0
 
     @property
     def is_running(self) -> bool:
@@ -119,6 +123,55 @@ def _proxied() -> bool:
     return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
+class ConnectionGate:
+    """Requests sent at once, at most ``size``; creates waiting go before polls waiting.
+
+    A create held back leaves one of the provider's slots idle for as long as it waits,
+    while a poll held back mostly asks about a job that is still running: when jobs
+    finish in waves, the creates that refill their slots must not queue behind the
+    polls of the wave. Within each kind, first come, first served.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    @asynccontextmanager
+    async def slot(self, *, first: bool) -> AsyncIterator[None]:
+        """Hold one of the connections; ``first``: ahead of every waiting request that is not."""
+        await self._acquire(first)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, first: bool) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if first else 1]
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a slot just as it was cancelled: pass the slot on.
+                self._release()
+            else:
+                queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class VideoApi:
     """Create and fetch generations on one API base URL."""
 
@@ -126,7 +179,7 @@ class VideoApi:
         """``concurrency``: requests sent at once, at most the client's pooled connections."""
         self._http = http
         self._auth = BearerAuth(api_key)
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = ConnectionGate(concurrency)
 
     async def aclose(self) -> None:
         """Close the client it was given (the API's connections)."""
@@ -135,14 +188,14 @@ class VideoApi:
     async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
         """Start a generation. Not idempotent: see :func:`i2v.retry.is_safe_to_resubmit`."""
         with self._without_key():
-            data = await self._send("POST", route.path, json=dict(body))
-            return _parse_generation(data, what="create")
+            data, queued_s = await self._send("POST", route.path, first=True, json=dict(body))
+            return _parse_generation(data, what="create", queued_s=queued_s)
 
     async def fetch(self, route: Route, generation_id: str) -> Generation:
         """The job's current status, and its video URL once completed."""
         with self._without_key():
-            data = await self._send("GET", route.path, params={"generation_id": generation_id})
-            return _parse_generation(data, what="fetch")
+            data, queued_s = await self._send("GET", route.path, first=False, params={"generation_id": generation_id})
+            return _parse_generation(data, what="fetch", queued_s=queued_s)
 
     @contextmanager
     def _without_key(self) -> Iterator[None]:
@@ -156,9 +209,12 @@ class VideoApi:
                 exc.args = (exc.message,)
             raise
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _send(self, method: str, path: str, *, first: bool, **kwargs: Any) -> tuple[Any, float]:
+        """The answer's JSON, and how long the request waited in the gate before it was sent."""
+        queued_at = time.monotonic()
         try:
-            async with self._gate:
+            async with self._gate.slot(first=first):
+                queued_s = time.monotonic() - queued_at
                 response = await self._http.request(method, path, auth=self._auth, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
@@ -166,7 +222,7 @@ class VideoApi:
             raise TransportError(f"{method} {path}: no answer ({type(exc).__name__}: {exc})", sent=True) from exc
         if response.is_success:
             try:
-                return response.json()
+                return response.json(), queued_s
             except ValueError as exc:
                 raise BadResponse(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
         raise error_from_response(response)
@@ -230,7 +286,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def _parse_generation(data: Any, *, what: str) -> Generation:
+def _parse_generation(data: Any, *, what: str, queued_s: float = 0.0) -> Generation:
     if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
         raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
     video = data.get("video")
@@ -251,6 +307,7 @@ def _parse_generation(data: Any, *, what: str) -> Generation:
         error_name=error_name,
         error_message=_clip(error_message) if error_message else None,
         credits_used=float(credits) if isinstance(credits, (int, float)) else None,
+        queued_s=queued_s,
     )
 
 

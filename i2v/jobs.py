@@ -98,7 +98,8 @@ async def submit(
             limiter.release(accepted=False)
             raise
         # The job's clock starts when the provider takes the create, not when the intent
-        # was written: polls are paced from here (the journal write can take milliseconds).
+        # was written (the journal write can take milliseconds) nor while the request
+        # waited for a connection: polls are paced from there.
         sent_at = clock()
         try:
             generation = await api.create(route, request)
@@ -134,6 +135,7 @@ async def submit(
                 status=getattr(exc, "status", None),
             ) from exc
         limiter.accepted()
+        sent_at += generation.queued_s
         submission = Submission(
             row_key=row.key,
             model=row.model,
@@ -201,12 +203,13 @@ async def wait_for_video(
     while True:
         await sleep(_bounded(wait, deadline, clock))
         count += 1
-        # The answer tells the job's status when the poll was sent: time it from then, so a
-        # slow answer (a busy loop, a queue for connections) never teaches the pacer that
-        # jobs take longer.
+        # The answer tells the job's status when the poll was sent: time it from then (after
+        # any wait for a connection), so a slow answer (a busy loop) never teaches the pacer
+        # that jobs take longer, nor a queue for connections that they take less.
         asked = clock() - submission.submitted_at
         try:
             generation = await api.fetch(route, submission.generation_id)
+            asked += generation.queued_s
         except RateLimited as exc:
             wait = max(pacer.delay(polls, clock() - submission.submitted_at), exc.retry_after or 0.0)
         except Exception as exc:

@@ -7,6 +7,7 @@ body shape precisely; the same client runs against the emulator over real HTTP i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from i2v.api import VideoApi, make_http_client, open_download, parse_retry_after
+from i2v.api import ConnectionGate, VideoApi, make_http_client, open_download, parse_retry_after
 from i2v.errors import (
     ApiError,
     AuthError,
@@ -240,3 +241,73 @@ async def test_a_proxy_named_in_the_environment_carries_the_requests(monkeypatch
             response = await http.get("/generate/video/alibaba/generation", params={"generation_id": "g1"})
     assert response.status_code == 200
     assert seen == ["GET http://api.invalid/v2/generate/video/alibaba/generation?generation_id=g1 HTTP/1.1"]
+
+
+async def test_creates_waiting_for_a_connection_go_before_waiting_polls() -> None:
+    """With every connection busy, a create that queued last is still sent before the polls queued ahead of it."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        polled = request.url.params.get("generation_id")
+        sent.append(f"GET:{polled}" if polled else request.method)
+        if len(sent) == 1:
+            await release.wait()
+        return httpx.Response(200, json={"id": "g", "status": "queued"})
+
+    http = httpx.AsyncClient(base_url="https://api.test", transport=httpx.MockTransport(handler))
+    api = VideoApi(http, Secret(KEY), concurrency=1)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(api.fetch(ROUTE, "busy"))
+        for name in ("a", "b"):
+            await asyncio.sleep(0.01)
+            group.create_task(api.fetch(ROUTE, name))
+        await asyncio.sleep(0.01)
+        group.create_task(api.create(ROUTE, {"prompt": "p"}))
+        await asyncio.sleep(0.01)
+        release.set()
+    assert sent == ["GET:busy", "POST", "GET:a", "GET:b"]
+
+
+async def test_an_answer_says_how_long_its_request_waited_for_a_connection() -> None:
+    """``queued_s`` is the time spent waiting behind busy connections, not the request's own time."""
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("generation_id") == "busy":
+            await release.wait()
+        return httpx.Response(200, json={"id": "g", "status": "queued"})
+
+    http = httpx.AsyncClient(base_url="https://api.test", transport=httpx.MockTransport(handler))
+    api = VideoApi(http, Secret(KEY), concurrency=1)
+    busy = asyncio.ensure_future(api.fetch(ROUTE, "busy"))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.ensure_future(api.fetch(ROUTE, "next"))
+    await asyncio.sleep(0.3)
+    release.set()
+    first, second = await busy, await waiting
+    assert first.queued_s < 0.05
+    assert 0.25 <= second.queued_s < 1.0
+
+
+async def test_a_request_cancelled_as_it_is_handed_a_connection_passes_the_connection_on() -> None:
+    """A waiter cancelled in the moment it was given a connection gives it to the next waiter, and none is lost."""
+    gate = ConnectionGate(1)
+    order: list[str] = []
+
+    async def take(name: str, *, first: bool) -> None:
+        async with gate.slot(first=first):
+            order.append(name)
+
+    async with gate.slot(first=False):
+        doomed = asyncio.ensure_future(take("doomed", first=True))
+        later = asyncio.ensure_future(take("later", first=False))
+        await asyncio.sleep(0)
+    # The connection was just handed to "doomed", which has not run since.
+    doomed.cancel()
+    await asyncio.gather(doomed, return_exceptions=True)
+    await asyncio.wait_for(later, 1.0)
+    assert doomed.cancelled()
+    assert order == ["later"]
+    async with asyncio.timeout(1.0), gate.slot(first=False):
+        pass

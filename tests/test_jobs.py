@@ -17,6 +17,7 @@ from i2v.errors import GenerationFailed, GenerationTimeout, ServerError, SubmitU
 from i2v.jobs import job_class, still_live, submit, wait_for_video
 from i2v.journal import Journal, Submission
 from i2v.limiter import AdmissionLimiter
+from i2v.models import get_model
 from i2v.pacing import PollPacer
 from i2v.retry import Backoff
 from i2v.rows import Row, read_rows
@@ -287,3 +288,54 @@ async def test_every_running_status_keeps_polling() -> None:
     finished = await wait_for_video(api, submission, PollPacer(1), job="c", deadline=time.time() + 3600, sleep=sleep)
     assert finished.polls == 6
     assert finished.video_url == "https://cdn.test/v.mp4"
+
+
+def _api_behind_a_busy_connection() -> tuple[VideoApi, asyncio.Event]:
+    """An API with one connection, which a poll of generation ``busy`` holds until the event is set."""
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("generation_id") == "busy":
+            await release.wait()
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": "g", "status": "queued"})
+        return httpx.Response(200, json={"id": "g", "status": "completed", "video": {"url": "https://cdn.test/v.mp4"}})
+
+    http = httpx.AsyncClient(base_url="https://api.test", transport=httpx.MockTransport(handler))
+    return VideoApi(http, Secret("k"), concurrency=1), release
+
+
+async def _hold_then_release(api: VideoApi, release: asyncio.Event, seconds: float) -> asyncio.Future[object]:
+    route = get_model("alibaba/wan2.5-i2v-preview").route()
+    busy: asyncio.Future[object] = asyncio.ensure_future(api.fetch(route, "busy"))
+    await asyncio.sleep(0.01)
+    asyncio.get_running_loop().call_later(seconds, release.set)
+    return busy
+
+
+async def test_a_jobs_clock_starts_when_its_create_leaves_not_while_it_waits_for_a_connection(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """A create that queued behind a busy connection is timed from when it was sent: its polls are not early."""
+    api, release = _api_behind_a_busy_connection()
+    busy = await _hold_then_release(api, release, 0.3)
+    before = time.time()
+    submission = await submit(api, _row(tmp_path), journal, AdmissionLimiter(4), backoff=QUICK)
+    await busy
+    assert submission.submitted_at - before >= 0.25
+
+
+async def test_the_pacer_learns_from_when_a_poll_was_sent_not_from_when_it_queued() -> None:
+    """A poll that waited for a connection teaches the time it was sent: the job is not taken as faster than it was."""
+    api, release = _api_behind_a_busy_connection()
+    busy = await _hold_then_release(api, release, 0.3)
+    pacer = PollPacer(0.05)
+    submission = Submission("key", "alibaba/wan2.5-i2v-preview", "universal", "g", time.time(), 1)
+    finished = await wait_for_video(api, submission, pacer, job="c", deadline=time.time() + 60)
+    await busy
+    assert finished.polls == 1
+    expected = pacer.expected("c")
+    assert expected is not None
+    # Done at its first poll, sent ~0.3 s after submission (0.05 s of which was the schedule):
+    # the estimate is put before that moment, not before the 0.05 s the poll was scheduled for.
+    assert expected >= 0.2
