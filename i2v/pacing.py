@@ -11,7 +11,10 @@ short interval with jitter, each wait a little longer than the last, up to the r
 poll interval.
 
 Until a class has finished jobs to learn from, its jobs are polled every
-``poll_interval_s``.
+``poll_interval_s``. Those first jobs are known to have finished only within a poll
+interval, so they seed the ladder and make way for the jobs polled on it as soon as
+:data:`SEEDS_GIVE_WAY` of those have finished: otherwise, with a short run or many
+classes, the coarse first guesses would set the first rung for much of the run.
 
 How long a job took is only known within the gap between two polls: the last one that
 saw it running and the one that saw it done. The midpoint of that gap is the estimate.
@@ -41,11 +44,15 @@ FOLLOW_UP_GROWTH = 1.3
 JITTER = 0.1
 #: A job done at its first poll finished at most then; its estimate is put this much earlier.
 EARLY_SHARE = 0.75
+#: Jobs polled on the ladder that replace the estimates of the jobs polled before it existed.
+SEEDS_GIVE_WAY = 8
 
 
 @dataclass
 class _ClassTiming:
     estimates: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    #: Estimates of jobs that started before the class had a ladder (see the module docstring).
+    seeds: list[float] = field(default_factory=list)
     #: Poll times, in seconds after submission, ascending.
     ladder: list[float] = field(default_factory=list)
     follow_up_s: float = 0.0
@@ -56,6 +63,8 @@ class JobPolls:
     """What one job's polls have seen so far; kept by the caller and passed back in."""
 
     job_class: Hashable
+    #: Started before its class had a ladder: polled on the fixed beat, at first.
+    seed: bool = False
     #: Seconds since submission of the last poll that saw the job running.
     last_running_s: float | None = None
     #: Polls made past the top of the ladder.
@@ -81,7 +90,7 @@ class PollPacer:
 
     def start(self, job_class: Hashable) -> JobPolls:
         """A new job of ``job_class``: its poll record."""
-        return JobPolls(job_class)
+        return JobPolls(job_class, seed=job_class not in self._classes)
 
     def delay(self, job: JobPolls, elapsed_s: float) -> float:
         """Seconds to wait before the job's next poll, ``elapsed_s`` after its submission."""
@@ -108,7 +117,12 @@ class PollPacer:
         timing = self._classes.setdefault(job.job_class, _ClassTiming())
         seen_running = job.last_running_s
         estimate = (seen_running + elapsed_s) / 2 if seen_running is not None else elapsed_s * EARLY_SHARE
-        timing.estimates.append(estimate)
+        if job.seed and len(timing.estimates) < SEEDS_GIVE_WAY:
+            timing.seeds.append(estimate)
+        else:
+            timing.estimates.append(estimate)
+            if len(timing.estimates) >= SEEDS_GIVE_WAY:
+                timing.seeds.clear()
         self._rebuild(timing)
 
     def expected(self, job_class: Hashable) -> float | None:
@@ -116,11 +130,11 @@ class PollPacer:
         timing = self._classes.get(job_class)
         if timing is None:
             return None
-        ordered = sorted(timing.estimates)
+        ordered = sorted([*timing.seeds, *timing.estimates])
         return ordered[len(ordered) // 2]
 
     def _rebuild(self, timing: _ClassTiming) -> None:
-        ordered = sorted(timing.estimates)
+        ordered = sorted([*timing.seeds, *timing.estimates])
         typical = ordered[len(ordered) // 2]
         timing.follow_up_s = min(self.poll_interval_s, max(self.min_interval_s, FOLLOW_UP_SHARE * typical))
         rungs = max(1, round(1 / RUNG_SHARE))

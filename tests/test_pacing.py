@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from i2v.pacing import PollPacer
+from i2v.pacing import SEEDS_GIVE_WAY, PollPacer
 
 
 def _run_job(pacer: PollPacer, seconds: float, job_class: str = "c") -> tuple[int, float]:
@@ -64,6 +64,23 @@ def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
     walk = [_run_job(pacer, 4.0) for _ in range(60)]
     assert walk[0][1] > 5, "the first fast job is seen late"
     assert all(delay < 0.2 for _, delay in walk[-20:])
+
+
+def test_the_first_jobs_coarse_finish_times_make_way_for_those_polled_on_the_ladder() -> None:
+    """A wave of jobs polled on the fixed beat seeds the ladder; a few ladder-polled jobs later, only they set it."""
+    pacer = PollPacer(1 / 3, rng=random.Random(2))
+    wave = [pacer.start("c") for _ in range(40)]
+    for job in wave:
+        # Seen running at 8/3 s and done at 3 s: known only to within a third of a second.
+        pacer.polled(job, 8 / 3, running=True)
+        pacer.finished(job, 3.0)
+    early_first_poll = pacer.delay(pacer.start("c"), 0.0)
+    assert early_first_poll < 2.85
+    for _ in range(SEEDS_GIVE_WAY):
+        _run_job(pacer, 3.0)
+    assert pacer.delay(pacer.start("c"), 0.0) > early_first_poll + 0.05
+    later = [_run_job(pacer, 3.0) for _ in range(20)]
+    assert max(polls for polls, _ in later) <= 3
 
 
 def test_jobs_slower_than_any_seen_get_growing_follow_ups_capped_at_the_interval() -> None:
