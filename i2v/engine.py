@@ -57,6 +57,8 @@ T = TypeVar("T")
 #: Threads writing and decoding videos, apart from the journal's, so a wave of downloads
 #: never delays the journal write that stands between a freed slot and the next create.
 TRANSFER_THREADS = 4
+#: Rows getting ready for a slot or waiting for one, per slot the run may hold.
+READY_PER_SLOT = 2
 #: How long a destination may be unreachable before a row fails for it (about 30 s in all).
 STORAGE_BACKOFF = Backoff(attempts=6, initial_s=1.0, max_s=16.0)
 #: Input images remembered as already copied into the destination.
@@ -151,6 +153,12 @@ class Engine:
         self.records = Records(self.dest, self._patient)
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
+        # Rows getting ready for a slot (looking up what the destination knows, building
+        # their request) or waiting for one, at most this many: enough to refill every slot
+        # twice over, so the provider never waits for a row. Without a bound, a new shard's
+        # rows would all read the destination and build their bodies at once, holding every
+        # body and starving the event loop while the slots they wait for free one by one.
+        self._getting_ready = asyncio.Semaphore(READY_PER_SLOT * self.limiter.max_in_flight)
         self._claims: dict[str, asyncio.Future[RowOutcome]] = {}
         # Rows announced by the shards under way, by key, that have not claimed their key
         # yet: a later row with the same key waits for the earliest to claim it.
@@ -337,25 +345,32 @@ class Engine:
         known: dict[str, Any] = {}
         estimate = 0.0
         try:
-            record, entry, body = await self._patient(self._look_up, row)
-            if record is not None:
-                earlier = await self._from_record(row, record, origin)
-                if earlier is not None:
-                    return earlier
-            submission = await self._reattach(row, entry)
-            if submission is None:
-                if body is None:
-                    body = await self.offload(row.request_body, self.presign)
-                estimate = prices.estimate(row.model, row.params).credits
-                self.policy.reserve(estimate)
-                try:
-                    submission = await jobs.submit(
-                        self.api, row, self.journal, self.limiter, run=self.options.run, body=body, sleep=self._sleep
-                    )
-                except BaseException:
-                    self.policy.settle(estimate, 0.0)
-                    estimate = 0.0
-                    raise
+            async with self._getting_ready:
+                record, entry, body = await self._patient(self._look_up, row)
+                if record is not None:
+                    earlier = await self._from_record(row, record, origin)
+                    if earlier is not None:
+                        return earlier
+                submission = await self._reattach(row, entry)
+                if submission is None:
+                    if body is None:
+                        body = await self.offload(row.request_body, self.presign)
+                    estimate = prices.estimate(row.model, row.params).credits
+                    self.policy.reserve(estimate)
+                    try:
+                        submission = await jobs.submit(
+                            self.api,
+                            row,
+                            self.journal,
+                            self.limiter,
+                            run=self.options.run,
+                            body=body,
+                            sleep=self._sleep,
+                        )
+                    except BaseException:
+                        self.policy.settle(estimate, 0.0)
+                        estimate = 0.0
+                        raise
             known.update(
                 generation_id=submission.generation_id,
                 submit_attempts=submission.attempts,

@@ -25,7 +25,6 @@ import io
 import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,14 +110,11 @@ def part_key(run: str, shard: int) -> str:
 
 def to_table(outcomes: Sequence[RowOutcome]) -> pa.Table:
     """Outcomes as an Arrow table with the manifest's schema, ordered by input row."""
-    rows = []
-    for outcome in sorted(outcomes, key=lambda o: o.row_index):
-        row = asdict(outcome)
-        for name in _TIMESTAMPS:
-            if row[name] is not None:
-                row[name] = datetime.fromtimestamp(row[name], UTC)
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    ordered = sorted(outcomes, key=lambda o: o.row_index)
+    columns: dict[str, list[Any]] = {name: [getattr(o, name) for o in ordered] for name in COLUMNS}
+    for name in _TIMESTAMPS:
+        columns[name] = [None if value is None else datetime.fromtimestamp(value, UTC) for value in columns[name]]
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
 def write_part(dest: Destination, run: str, shard: int, outcomes: Sequence[RowOutcome]) -> str:

@@ -33,7 +33,6 @@ import json
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,7 +203,7 @@ def _record_batch(dest: Destination, keys: pa.Array, runs: set[str]) -> pa.Table
         record = read_record(dest, str(key))
         if record is None or record.status not in DONE_SOMETHING:
             continue
-        row = asdict(record)
+        row = record.as_dict()
         row["attempts"] = 0 if record.run in runs else 1
         rows.append(_timestamps(row))
     return pa.Table.from_pylist(rows, schema=MERGED_SCHEMA)

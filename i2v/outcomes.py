@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from i2v.errors import I2VError, Stopped
@@ -62,8 +62,12 @@ class RowOutcome:
     run: str | None = None
     flow_run_id: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name. Every field is a plain value, so no copy is made (unlike ``asdict``)."""
+        return {name: getattr(self, name) for name in COLUMNS}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RowOutcome:

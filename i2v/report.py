@@ -56,7 +56,7 @@ class Tally:
         self._seconds = array("d")
 
     def add(self, row: Mapping[str, Any] | RowOutcome) -> None:
-        record = asdict(row) if isinstance(row, RowOutcome) else row
+        record = row.as_dict() if isinstance(row, RowOutcome) else row
         status = str(record["status"])
         self._statuses[status] += 1
         if status == "completed":

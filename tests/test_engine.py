@@ -308,3 +308,34 @@ async def test_a_plain_rerun_retries_only_what_may_pass(images: Path, tmp_path: 
     assert {(o.status, o.error_kind) for o in blocked} == {("skipped", "generation_failed")}
     assert all((o.error_message or "").startswith("not retried") for o in blocked)
     assert {o.status for o in third if "forbidden" in o.prompt} == {"failed"}
+
+
+async def test_rows_get_ready_for_a_slot_only_a_few_slots_ahead(images: Path, tmp_path: Path) -> None:
+    """Of a large batch, at most two rows per slot have looked themselves up and built their request, unsent."""
+    rows = _rows(images, 30)
+    looked_up: list[int] = []
+    most_ahead = 0
+    with emulator(generation_seconds=0.2) as emu:
+        async with _engine(emu, tmp_path / "out", max_in_flight=2) as engine:
+            real_look_up = engine._look_up
+
+            def look_up(row: Row) -> Any:
+                looked_up.append(row.index)
+                return real_look_up(row)
+
+            engine._look_up = look_up  # type: ignore[method-assign]
+
+            async def watch() -> None:
+                nonlocal most_ahead
+                while True:
+                    most_ahead = max(most_ahead, len(looked_up) - emu.created())
+                    await asyncio.sleep(0.005)
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                outcomes = await engine.run_batch(rows)
+            finally:
+                watcher.cancel()
+    assert [o.status for o in outcomes] == ["completed"] * 30
+    assert sorted(looked_up) == list(range(30))
+    assert 2 <= most_ahead <= 2 * 2, "two rows per slot, two slots"
