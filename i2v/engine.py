@@ -57,6 +57,9 @@ T = TypeVar("T")
 #: Threads writing and decoding videos, apart from the journal's, so a wave of downloads
 #: never delays the journal write that stands between a freed slot and the next create.
 TRANSFER_THREADS = 4
+#: Threads of the journal alone: its writes never queue behind rows looking themselves up
+#: (a new shard's rows all do at once) or behind records being written.
+JOURNAL_THREADS = 2
 #: Rows getting ready for a slot or waiting for one, per slot the run may hold.
 READY_PER_SLOT = 2
 #: How long a destination may be unreachable before a row fails for it (about 30 s in all).
@@ -149,7 +152,8 @@ class Engine:
 
     def __post_init__(self) -> None:
         self._patient = _Patient(self.offload, self._sleep)
-        self.journal = Journal(self.dest, self._patient)
+        self._journal_threads = Offload(JOURNAL_THREADS)
+        self.journal = Journal(self.dest, _Patient(self._journal_threads, self._sleep))
         self.records = Records(self.dest, self._patient)
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
@@ -275,6 +279,7 @@ class Engine:
         await self.api.aclose()
         await self.downloads.aclose()
         self.offload.close()
+        self._journal_threads.close()
         self._transfers.close()
 
     def stop(self, reason: I2VError) -> None:
