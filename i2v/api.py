@@ -286,7 +286,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def _parse_generation(data: Any, *, what: str, queued_s: float = 0.0) -> Generation:
+def _parse_generation(data: Any, *, what: str, queued_s: float) -> Generation:
     if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
         raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
     video = data.get("video")

@@ -57,6 +57,10 @@ class _ClassTiming:
     ladder: list[float] = field(default_factory=list)
     follow_up_s: float = 0.0
 
+    def ordered(self) -> list[float]:
+        """Every estimate the class holds, seeds included, ascending."""
+        return sorted([*self.seeds, *self.estimates])
+
 
 @dataclass
 class JobPolls:
@@ -130,11 +134,11 @@ class PollPacer:
         timing = self._classes.get(job_class)
         if timing is None:
             return None
-        ordered = sorted([*timing.seeds, *timing.estimates])
+        ordered = timing.ordered()
         return ordered[len(ordered) // 2]
 
     def _rebuild(self, timing: _ClassTiming) -> None:
-        ordered = sorted([*timing.seeds, *timing.estimates])
+        ordered = timing.ordered()
         typical = ordered[len(ordered) // 2]
         timing.follow_up_s = min(self.poll_interval_s, max(self.min_interval_s, FOLLOW_UP_SHARE * typical))
         rungs = max(1, round(1 / RUNG_SHARE))
