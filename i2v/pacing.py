@@ -18,10 +18,16 @@ classes, the coarse first guesses would set the first rung for much of the run.
 
 How long a job took is only known within the gap between two polls: the last one that
 saw it running and the one that saw it done. The midpoint of that gap is the estimate.
-A job already done at its first poll says only that the first poll was late: its
-estimate is put a quarter earlier, so that when jobs get faster the ladder walks back
-to the real finish within a few dozen jobs instead of staying late. One such job moves
-nothing: the first rung is a quantile, and moves only when a tenth of the window agrees.
+A job already done at its first poll says only that it finished before that poll:
+- If the poll went out late (a busy loop, a wait for a connection), it teaches nothing.
+  Polls go out late in bursts, when many jobs finish at once.
+- Sent on time, on its own it is most often a job a little faster than the rest: its
+  estimate is put just before the poll.
+- Two in a row say that jobs got faster: each is then put a quarter earlier, so the
+  ladder walks back to the real finish within a few dozen jobs instead of staying late.
+
+Were every such job put a quarter earlier, a tenth of the window holding them would
+pull the first rung far ahead of every finish and cost each later job a poll.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ FOLLOW_UP_SHARE = 0.015
 FOLLOW_UP_GROWTH = 1.3
 #: Follow-ups vary by up to this share either way, so jobs started together spread out.
 JITTER = 0.1
-#: A job done at its first poll finished at most then; its estimate is put this much earlier.
+#: A job done at its first poll right after another one was: its estimate, as a share of that poll's time.
 EARLY_SHARE = 0.75
+#: A poll sent more than this share of ``min_interval_s`` after it was due went out late.
+LATE_SHARE = 0.5
 #: Jobs polled on the ladder that replace the estimates of the jobs polled before it existed.
 SEEDS_GIVE_WAY = 8
 
@@ -56,6 +64,8 @@ class _ClassTiming:
     #: Poll times, in seconds after submission, ascending.
     ladder: list[float] = field(default_factory=list)
     follow_up_s: float = 0.0
+    #: The last job of the class to finish was already done at its first poll.
+    done_at_first_poll: bool = False
 
     def ordered(self) -> list[float]:
         """Every estimate the class holds, seeds included, ascending."""
@@ -73,6 +83,8 @@ class JobPolls:
     last_running_s: float | None = None
     #: Polls made past the top of the ladder.
     beyond: int = 0
+    #: Seconds since submission at which the next poll was due.
+    due_s: float | None = None
 
 
 class PollPacer:
@@ -98,6 +110,11 @@ class PollPacer:
 
     def delay(self, job: JobPolls, elapsed_s: float) -> float:
         """Seconds to wait before the job's next poll, ``elapsed_s`` after its submission."""
+        wait = self._wait(job, elapsed_s)
+        job.due_s = elapsed_s + wait
+        return wait
+
+    def _wait(self, job: JobPolls, elapsed_s: float) -> float:
         timing = self._classes.get(job.job_class)
         if timing is None:
             return self.poll_interval_s
@@ -118,9 +135,18 @@ class PollPacer:
 
     def finished(self, job: JobPolls, elapsed_s: float) -> None:
         """The job was seen finished ``elapsed_s`` after submission: learn from it."""
-        timing = self._classes.setdefault(job.job_class, _ClassTiming())
         seen_running = job.last_running_s
-        estimate = (seen_running + elapsed_s) / 2 if seen_running is not None else elapsed_s * EARLY_SHARE
+        due = job.due_s
+        if seen_running is None and due is not None and elapsed_s - due > LATE_SHARE * self.min_interval_s:
+            return
+        timing = self._classes.setdefault(job.job_class, _ClassTiming())
+        if seen_running is not None:
+            estimate = (seen_running + elapsed_s) / 2
+        elif job.seed or timing.done_at_first_poll:
+            estimate = elapsed_s * EARLY_SHARE
+        else:
+            estimate = max(0.0, elapsed_s - self.min_interval_s / 2)
+        timing.done_at_first_poll = seen_running is None
         if job.seed and len(timing.estimates) < SEEDS_GIVE_WAY:
             timing.seeds.append(estimate)
         else:

@@ -66,6 +66,49 @@ def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
     assert all(delay < 0.2 for _, delay in walk[-20:])
 
 
+def _settled(pacer: PollPacer) -> float:
+    """Run 100 jobs of 3 s; returns the first poll's delay the class settles on."""
+    for _ in range(100):
+        _run_job(pacer, 3.0)
+    return pacer.delay(pacer.start("c"), 0.0)
+
+
+def test_a_burst_of_first_polls_sent_late_teaches_nothing() -> None:
+    """Jobs found done by first polls that went out late, one after another, leave the first rung where it was."""
+    pacer = PollPacer(1 / 3, rng=random.Random(4))
+    settled = _settled(pacer)
+    for _ in range(12):
+        late = pacer.start("c")
+        # Due at its rung, sent 80 ms later (a busy loop), and the job was done by then.
+        pacer.finished(late, pacer.delay(late, 0.0) + 0.08)
+    assert pacer.delay(pacer.start("c"), 0.0) == pytest.approx(settled, abs=0.01)
+    assert [_run_job(pacer, 3.0)[0] for _ in range(5)] == [2] * 5
+
+
+def test_jobs_whose_finish_scatters_a_little_are_caught_in_two_or_three_polls() -> None:
+    """Jobs of 3 s plus up to 80 ms, polled up to 20 ms after each due time, take at most 3 polls, 2.3 on average."""
+    rng = random.Random(6)
+    pacer = PollPacer(1 / 3, rng=random.Random(6))
+    results = []
+    for _ in range(600):
+        seconds = 3.0 + rng.uniform(0, 0.08)
+        job = pacer.start("c")
+        elapsed = 0.0
+        polls = 0
+        while True:
+            elapsed += pacer.delay(job, elapsed) + rng.uniform(0, 0.02)
+            polls += 1
+            if elapsed >= seconds:
+                pacer.finished(job, elapsed)
+                break
+            pacer.polled(job, elapsed, running=True)
+        results.append((polls, elapsed - seconds))
+    later = results[100:]
+    assert max(polls for polls, _ in later) <= 3
+    assert sum(polls for polls, _ in later) / len(later) <= 2.3
+    assert sum(delay for _, delay in later) / len(later) < 0.05
+
+
 def test_the_first_jobs_coarse_finish_times_make_way_for_those_polled_on_the_ladder() -> None:
     """A wave of jobs polled on the fixed beat seeds the ladder; a few ladder-polled jobs later, only they set it."""
     pacer = PollPacer(1 / 3, rng=random.Random(2))
