@@ -25,12 +25,12 @@ def _s3() -> Any:
 
 
 def ours(url: str, bucket: str, key: str) -> dict[str, Any]:
-    import httpx
 
+    from i2v.api import make_http_client
     from i2v.blocking import Offload
+    from i2v.settings import ApiSettings, Secret
     from i2v.storage import S3Destination
     from i2v.transfer import store_video
-    from i2v.transport import PooledTransport
     from i2v.urls import DownloadRules
 
     dest = S3Destination(_s3(), bucket, "")
@@ -39,9 +39,9 @@ def ours(url: str, bucket: str, key: str) -> dict[str, Any]:
     offload = Offload(4)
 
     async def run() -> Any:
-        # The pipeline's download client: its transport, one connection per transfer.
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(transport=PooledTransport(limits), limits=limits, timeout=120) as http:
+        # The pipeline's download client, made as the pipeline makes it: one connection per transfer.
+        settings = ApiSettings(Secret("unused"), base_url=url, timeout_s=120)
+        async with make_http_client(settings, max_connections=1) as http:
             return await store_video(http, url, dest, name=key, offload=offload, rules=rules)
 
     before = psutil.Process().memory_info().rss

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
 from i2v.pacing import SEEDS_GIVE_WAY, PollPacer
 
 
-def _run_job(pacer: PollPacer, seconds: float, job_class: str = "c") -> tuple[int, float]:
-    """Poll a simulated job that finishes ``seconds`` after submission; returns (polls, detection delay)."""
+def _run_job(
+    pacer: PollPacer, seconds: float, job_class: str = "c", *, late: Callable[[], float] = lambda: 0.0
+) -> tuple[int, float]:
+    """Poll a simulated job that finishes ``seconds`` after submission; returns (polls, detection delay).
+
+    Each poll goes out ``late()`` seconds after it was due.
+    """
     job = pacer.start(job_class)
     elapsed = 0.0
     polls = 0
     while True:
-        elapsed += pacer.delay(job, elapsed)
+        elapsed += pacer.delay(job, elapsed) + late()
         polls += 1
         if elapsed >= seconds:
             pacer.finished(job, elapsed)
@@ -89,20 +95,7 @@ def test_jobs_whose_finish_scatters_a_little_are_caught_in_two_or_three_polls() 
     """Jobs of 3 s plus up to 80 ms, polled up to 20 ms after each due time, take at most 3 polls, 2.3 on average."""
     rng = random.Random(6)
     pacer = PollPacer(1 / 3, rng=random.Random(6))
-    results = []
-    for _ in range(600):
-        seconds = 3.0 + rng.uniform(0, 0.08)
-        job = pacer.start("c")
-        elapsed = 0.0
-        polls = 0
-        while True:
-            elapsed += pacer.delay(job, elapsed) + rng.uniform(0, 0.02)
-            polls += 1
-            if elapsed >= seconds:
-                pacer.finished(job, elapsed)
-                break
-            pacer.polled(job, elapsed, running=True)
-        results.append((polls, elapsed - seconds))
+    results = [_run_job(pacer, 3.0 + rng.uniform(0, 0.08), late=lambda: rng.uniform(0, 0.02)) for _ in range(600)]
     later = results[100:]
     assert max(polls for polls, _ in later) <= 3
     assert sum(polls for polls, _ in later) / len(later) <= 2.3
