@@ -43,6 +43,8 @@ SPOOLED_PARTS_IN_FLIGHT = 5
 UPLOAD_THREADS = 6
 #: Bytes of an object copied to a local file at a time.
 DOWNLOAD_CHUNK = 1024 * 1024
+#: The checksum a multipart upload declares for its parts, as s3transfer declares it.
+PART_CHECKSUM = "CRC32"
 
 _PERMANENT_S3_CODES = frozenset(
     {
@@ -423,6 +425,10 @@ class _MultipartWriter:
         self.local_path: Path | None = None
         self._file: BinaryIO | None = None
         self._sent = 0  # bytes of the local file handed to parts
+        # Declared when the client sends checksums anyway (botocore's default): the service
+        # then checks every part and combines the parts' checksums, rather than computing
+        # a checksum of the whole object again when the upload is completed.
+        self._checksum: dict[str, Any] = {"ChecksumAlgorithm": PART_CHECKSUM} if _sends_checksums(dest.client) else {}
         if local_copy:
             handle, name = tempfile.mkstemp(prefix="i2v-upload-", suffix=".part", dir=dest.spool_dir)
             # Unbuffered: a part read back from the file, and a probe of it, see every chunk.
@@ -517,7 +523,9 @@ class _MultipartWriter:
         client, bucket = self.dest.client, self.dest.bucket
         if self.upload_id is None:
             try:
-                started = client.create_multipart_upload(Bucket=bucket, Key=self.key, ContentType=self.content_type)
+                started = client.create_multipart_upload(
+                    Bucket=bucket, Key=self.key, ContentType=self.content_type, **self._checksum
+                )
             except Exception as exc:
                 raise _storage_error(f"cannot start an upload to s3://{bucket}/{self.key}", exc) from exc
             self.upload_id = started["UploadId"]
@@ -543,11 +551,14 @@ class _MultipartWriter:
             # handing the socket one 8 MiB buffer.
             with body() as stream:
                 answer = client.upload_part(
-                    Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=stream
+                    Bucket=bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=stream, **self._checksum
                 )
         except Exception as exc:
             raise _storage_error(f"cannot upload part {number} of s3://{bucket}/{self.key}", exc) from exc
-        return {"PartNumber": number, "ETag": answer["ETag"]}
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": answer["ETag"]}
+        if self._checksum and "ChecksumCRC32" in answer:
+            part["ChecksumCRC32"] = answer["ChecksumCRC32"]
+        return part
 
     def _drop_local(self) -> None:
         if self._file is not None:
@@ -605,6 +616,11 @@ class _FileRange(io.RawIOBase):
     def close(self) -> None:
         self._file.close()
         super().close()
+
+
+def _sends_checksums(client: S3Client) -> bool:
+    """Whether the client adds checksums to requests that support them (botocore's default)."""
+    return getattr(client.meta.config, "request_checksum_calculation", None) == "when_supported"
 
 
 def _s3_code(exc: BaseException) -> str | None:

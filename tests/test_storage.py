@@ -103,6 +103,38 @@ def test_s3_local_copy_uploads_parts_read_back_from_disk(s3_client: Any, bucket:
     assert writer.local_path is None
 
 
+def test_s3_parts_carry_checksums_the_service_combines(s3_client: Any, bucket: str, aws_env: str) -> None:
+    """Each part is sent with its CRC32 and the object's checksum is made of theirs; not declared when not asked."""
+    import base64
+    import zlib
+
+    import boto3
+    from botocore.config import Config
+
+    dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB)
+    payload = os.urandom(12 * MiB)
+    writer = dest.open_writer("videos/summed.mp4", "video/mp4")
+    writer.write(payload)
+    writer.commit()
+    head = s3_client.head_object(Bucket=bucket, Key="videos/summed.mp4", ChecksumMode="ENABLED")
+    parts = [payload[start : start + 5 * MiB] for start in range(0, len(payload), 5 * MiB)]
+    combined = b"".join(zlib.crc32(part).to_bytes(4, "big") for part in parts)
+    expected = base64.b64encode(zlib.crc32(combined).to_bytes(4, "big")).decode()
+    # S3 appends the part count ("-3"); moto leaves it off.
+    assert head["ChecksumCRC32"].split("-")[0] == expected
+
+    plain = boto3.client(
+        "s3", endpoint_url=aws_env, region_name="us-east-1", config=Config(request_checksum_calculation="when_required")
+    )
+    quiet = S3Destination(plain, bucket, "", part_size=5 * MiB)
+    writer = quiet.open_writer("videos/unsummed.mp4", "video/mp4")
+    writer.write(payload)
+    writer.commit()
+    assert quiet.get_bytes("videos/unsummed.mp4") == payload
+    head = s3_client.head_object(Bucket=bucket, Key="videos/unsummed.mp4", ChecksumMode="ENABLED")
+    assert "ChecksumCRC32" not in head
+
+
 def test_s3_local_copy_small_object_and_abort(s3_client: Any, bucket: str, tmp_path: Path) -> None:
     """A small object with a local copy is one PutObject; an aborted one leaves no object, upload or file."""
     dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB, spool_dir=tmp_path)
