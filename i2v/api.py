@@ -341,11 +341,21 @@ async def open_download(
 
             async def chunks() -> AsyncIterator[bytes]:
                 received = 0
+                # Pieces as they are read, joined once into a chunk of at least ``chunk_size``:
+                # httpx's own chunking copies every byte several times on its way.
+                pieces: list[bytes] = []
+                filled = 0
                 try:
-                    async for chunk in response.aiter_bytes(chunk_size):
-                        received += len(chunk)
+                    async for piece in response.aiter_bytes():
+                        received += len(piece)
                         rules.check_size(received)
-                        yield chunk
+                        pieces.append(piece)
+                        filled += len(piece)
+                        if filled >= chunk_size:
+                            yield b"".join(pieces)
+                            pieces, filled = [], 0
+                    if pieces:
+                        yield b"".join(pieces)
                 except httpx.TransportError as exc:
                     raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
 

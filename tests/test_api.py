@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
@@ -211,6 +211,31 @@ async def test_download_sends_no_key_and_reports_status() -> None:
             pass
     assert info.value.status == 403
     assert all("Authorization" not in request.headers for request in seen)
+
+
+async def test_a_download_arrives_in_chunks_of_at_least_chunk_size_and_decoded() -> None:
+    """Pieces read off the network are joined into chunks of at least ``chunk_size``; a gzip body arrives decoded."""
+    import gzip
+
+    body = bytes(range(256)) * 10_000  # 2.56 MB
+    pieces = [body[start : start + 65_536] for start in range(0, len(body), 65_536)]
+
+    async def stream() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(".gz.mp4"):
+            return httpx.Response(200, content=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        return httpx.Response(200, content=stream())
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with open_download(http, "https://cdn.test/ok.mp4", chunk_size=1 << 20) as (chunks, _):
+        got = [chunk async for chunk in chunks]
+    assert b"".join(got) == body
+    assert [len(chunk) >= 1 << 20 for chunk in got] == [True, True, False]
+    async with open_download(http, "https://cdn.test/ok.gz.mp4") as (chunks, _):
+        assert b"".join([chunk async for chunk in chunks]) == body
 
 
 async def test_a_proxy_named_in_the_environment_carries_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,27 @@ def test_both_depths_of_check_agree_on_what_the_video_is(video: Path) -> None:
     assert light.thumbnail_jpeg[:2] == b"\xff\xd8"
 
 
+def test_the_thumbnail_is_the_first_frame_scaled_to_320_wide(tmp_path: Path) -> None:
+    """A wide video's thumbnail keeps its shape at 320 wide and shows the first frame; a small one keeps its size."""
+    import io
+
+    import av
+    from PIL import Image, ImageStat
+
+    for name, short_side, size in (("wide", 360, (320, 180)), ("small", 72, (128, 72))):
+        path = tmp_path / f"{name}.mp4"
+        render_video(None, seconds=1, aspect_ratio="16:9", short_side=short_side, fps=4, seed=5, out=path)
+        thumb = probe(path).thumbnail_jpeg
+        assert thumb is not None
+        image = Image.open(io.BytesIO(thumb))
+        assert (image.format, image.size) == ("JPEG", size)
+        with av.open(str(path)) as container:
+            first = next(iter(container.decode(video=0))).to_image().resize(size)  # type: ignore[no-untyped-call]
+        # JPEG and the scaling filter move each channel's mean by a few levels, not more.
+        for got, want in zip(ImageStat.Stat(image).mean, ImageStat.Stat(first).mean, strict=True):
+            assert abs(got - want) < 4
+
+
 @pytest.mark.parametrize("full_decode_bytes", [0, 1 << 30])
 def test_truncated_and_fake_videos_fail_either_check(video: Path, tmp_path: Path, full_decode_bytes: int) -> None:
     """A file cut in half, or an HTML page, is never taken for a video."""
