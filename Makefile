@@ -49,6 +49,7 @@ BENCH_PASS = $(if $(strip $(PIPELINE_ARGS)),-- $(PIPELINE_ARGS))
 bench: .venv/.synced
 	$(RUN) python -m bench.makespan --out out/bench/makespan.json $(BENCH_ARGS) $(MAKESPAN_ARGS) $(BENCH_PASS)
 	$(RUN) python -m bench.scale --out out/bench/scale.json $(BENCH_ARGS) $(SCALE_ARGS) $(BENCH_PASS)
+	$(RUN) python -m bench.transfer --out out/bench/transfer.json $(BENCH_ARGS)
 
 # Known vulnerabilities in the locked dependencies. Needs pypi.org's JSON API (or
 # `AUDIT_ARGS="-s osv"` and api.osv.dev), so it is not part of `make test`.
