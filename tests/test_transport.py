@@ -136,6 +136,32 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     assert second.text != first, "a new connection"
 
 
+async def test_an_idle_connection_found_open_is_not_asked_again_within_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll that finds an idle connection open counts as knowing it open: the next requests do not poll it again."""
+    import select
+
+    polls = 0
+    real_poll = select.poll
+
+    def counting_poll() -> select.poll:
+        nonlocal polls
+        polls += 1
+        return real_poll()
+
+    with serving(_Echo) as url:
+        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
+            ports = {answer.text for answer in await asyncio.gather(http.get(url), http.get(url))}
+            assert len(ports) == 2, "two pooled connections"
+            await asyncio.sleep(RECENTLY_USED_S + 0.1)
+            monkeypatch.setattr(select, "poll", counting_poll)
+            for _ in range(10):
+                assert (await http.get(url)).status_code == 200
+    # Both are asked once, past the window; without the rule the idle one is asked twice a request.
+    assert 1 <= polls <= 4
+
+
 async def test_a_silent_server_times_out_as_a_read_timeout() -> None:
     """No answer within the read timeout is httpx's ReadTimeout."""
 
