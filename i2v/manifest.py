@@ -47,6 +47,12 @@ _COPY_CHUNK = 1 << 20
 _CSV_BATCH_ROWS = 1024
 #: Rows per Parquet row group at most: what a reader decodes at once.
 ROW_GROUP_ROWS = 16_384
+#: Bytes read from the end of a stored Parquet object for its footer, at first: enough
+#: for a manifest of a few hundred row groups; a longer footer takes a second read.
+_FOOTER_GUESS = 64 * 1024
+#: Ranged reads tried for a footer before the whole object is fetched instead.
+_FOOTER_READS = 3
+_PARQUET_MAGIC = b"PAR1"
 #: The pandas release whose metadata format the schema follows (the oldest supported);
 #: readers do not act on it.
 _PANDAS_FORMAT = "2.2.0"
@@ -101,6 +107,27 @@ def open_parquet(path: Path) -> pq.ParquetFile:
     which for a reader going through the whole file is all of its columns at once.
     """
     return pq.ParquetFile(path, pre_buffer=False)
+
+
+def read_schema(dest: Destination, key: str) -> pa.Schema | None:
+    """A stored Parquet object's schema and metadata, read from its footer alone; None if it does not exist.
+
+    The footer is read from the object's end (a ranged read on S3), not the whole object.
+    Each read is parsed with the footer length found in that same read, so an object
+    replaced between two reads is still read whole-footed, from the newer version.
+    """
+    size = _FOOTER_GUESS
+    for _ in range(_FOOTER_READS):
+        tail = dest.get_tail(key, size)
+        if tail is None:
+            return None
+        if len(tail) < 8 or tail[-4:] != _PARQUET_MAGIC:
+            break  # not Parquet: the whole object, read below, gives pyarrow's own error
+        size = int.from_bytes(tail[-8:-4], "little") + 8
+        if size <= len(tail):
+            return pq.read_schema(pa.BufferReader(tail[len(tail) - size :]))
+    with dest.local_file(key) as path:
+        return None if path is None else pq.read_schema(path)
 
 
 def part_key(run: str, shard: int) -> str:

@@ -14,7 +14,8 @@ earlier outcome from the row's record, so a crash never leaves a hole in the man
 
 Two runs may finish at the same time in one destination, and no lock guards the root:
 the root records which runs it includes (in its Parquet metadata), and a run that has
-written it lists the runs again and merges once more if one appeared meanwhile. The
+written it lists the runs again and merges once more if one appeared meanwhile. That
+check reads the root's footer only (:func:`i2v.manifest.read_schema`), not the root. The
 last run to finish therefore leaves a root that includes every run written before it
 looked, and a crash leaves no lock behind.
 
@@ -70,12 +71,18 @@ def merge(dest: Destination, *, max_rounds: int = 20) -> list[str]:
     """Bring the root manifest up to date with every run's table; returns the runs it includes."""
     included: list[str] = []
     for _ in range(max_rounds):
+        listed = _run_manifests(dest)
+        # Most rounds find nothing new (the last one always does): the root's footer says so
+        # without fetching the root.
+        in_footer = included_runs(dest)
+        if in_footer is not None and set(listed) <= set(in_footer):
+            return in_footer
         with contextlib.ExitStack() as stack:
             root = _open(stack, dest, ROOT)
             runs_in_root = None if root is None else runs_in(root)
             # A root written before merging existed is one run's table, merged like one.
             included = runs_in_root or []
-            runs = sorted(key for key in _run_manifests(dest) if key not in included)
+            runs = sorted(key for key in listed if key not in included)
             if not runs:
                 return included
             known = {*included, *runs}
@@ -104,12 +111,12 @@ def merge(dest: Destination, *, max_rounds: int = 20) -> list[str]:
 
 
 def included_runs(dest: Destination) -> list[str] | None:
-    """The runs the destination's root manifest includes, from its footer.
+    """The runs the destination's root manifest includes, from its footer (not the whole root).
 
     None when there is no root, or it was written before merging existed.
     """
-    with dest.local_file(ROOT) as path:
-        return None if path is None else _runs_in(pq.read_schema(path))
+    schema = manifest.read_schema(dest, ROOT)
+    return None if schema is None else _runs_in(schema)
 
 
 def runs_in(file: pq.ParquetFile) -> list[str] | None:

@@ -93,6 +93,13 @@ class Destination(ABC):
         """The object's bytes, or None if it does not exist."""
 
     @abstractmethod
+    def get_tail(self, key: str, size: int) -> bytes | None:
+        """The object's last ``size`` bytes (all of them if it is shorter), or None if it does not exist.
+
+        One read, whatever the object's size: a file's footer without the file.
+        """
+
+    @abstractmethod
     def local_file(self, key: str) -> contextlib.AbstractContextManager[Path | None]:
         """A local file holding the object (None if it does not exist), to read inside the ``with`` block.
 
@@ -182,6 +189,18 @@ class LocalDestination(Destination):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {self._path(key)}: {exc.strerror}", transient=True) from exc
+
+    def get_tail(self, key: str, size: int) -> bytes | None:
+        path = self._path(key)
+        try:
+            with path.open("rb") as handle:
+                end = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, end - size))
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}", transient=True) from exc
 
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path | None]:
@@ -322,6 +341,11 @@ class S3Destination(Destination):
     def get_bytes(self, key: str) -> bytes | None:
         return self._read(key, lambda body: body.read())
 
+    def get_tail(self, key: str, size: int) -> bytes | None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        return self._read(key, lambda body: body.read(), last=size)
+
     @contextlib.contextmanager
     def local_file(self, key: str) -> Iterator[Path | None]:
         handle, name = tempfile.mkstemp(prefix="i2v-get-", suffix=".part", dir=self.spool_dir)
@@ -340,14 +364,19 @@ class S3Destination(Destination):
 
         return self._read(key, copy) is not None
 
-    def _read(self, key: str, consume: Callable[[Any], _T]) -> _T | None:
-        """What ``consume`` makes of the object's body, or None if the object does not exist."""
+    def _read(self, key: str, consume: Callable[[Any], _T], *, last: int | None = None) -> _T | None:
+        """What ``consume`` makes of the object's body (its ``last`` bytes only), or None if it does not exist."""
+        ranged: dict[str, Any] = {} if last is None else {"Range": f"bytes=-{last}"}
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **ranged)["Body"]
             return consume(body)
         except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404"):
+            code = _s3_code(exc)
+            if code in ("NoSuchKey", "404"):
                 return None
+            if code == "InvalidRange" and last is not None:
+                # Only an empty object has no last bytes to give.
+                return consume(io.BytesIO())
             raise _storage_error(f"cannot read {self.uri_for(key)}", exc) from exc
 
     def list_sizes(self, prefix: str) -> dict[str, int]:

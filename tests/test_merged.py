@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import random
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -378,3 +380,78 @@ def test_merged_on_s3_as_in_a_folder(s3_client: Any, bucket: str, tmp_path: Path
     assert not list(spool.iterdir()), "no temporary copy is left behind"
     text = s3_client.get_object(Bucket=bucket, Key="sets/merged/manifest.csv")["Body"].read().decode()
     assert text == (tmp_path / "local" / "manifest.csv").read_bytes().decode()
+
+
+class _CountingFolder(LocalDestination):
+    """A folder that counts whole-object reads and tail reads by key."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.whole: list[str] = []
+        self.tails: list[str] = []
+
+    @contextlib.contextmanager
+    def local_file(self, key: str) -> Iterator[Path | None]:
+        self.whole.append(key)
+        with super().local_file(key) as path:
+            yield path
+
+    def get_tail(self, key: str, size: int) -> bytes | None:
+        self.tails.append(key)
+        return super().get_tail(key, size)
+
+
+def test_a_merge_with_nothing_new_reads_only_the_roots_footer(tmp_path: Path) -> None:
+    """Once the root includes every run, merging again (and the last round of every merge) fetches no manifest."""
+    dest = _CountingFolder(tmp_path)
+    manifest.write_manifest(dest, [_outcome("k1", 0, "completed", run="r1")], run="r1")
+    assert merged.merge(dest) == ["r1"]
+    assert dest.whole.count(merged.ROOT) == 1, "the root is fetched once, in the round that merged r1"
+    dest.whole.clear()
+    assert merged.merge(dest) == ["r1"]
+    assert merged.included_runs(dest) == ["r1"]
+    assert dest.whole == []
+    assert dest.tails == [merged.ROOT] * 4
+
+
+def test_a_footer_longer_than_the_first_read_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first tail read shorter than the footer is followed by one of the footer's size."""
+    dest = _CountingFolder(tmp_path)
+    manifest.write_manifest(dest, [_outcome("k1", 0, "completed", run="r1")], run="r1")
+    merged.merge(dest)
+    dest.tails.clear()
+    dest.whole.clear()
+    monkeypatch.setattr(manifest, "_FOOTER_GUESS", 16)
+    assert merged.included_runs(dest) == ["r1"]
+    assert dest.tails == [merged.ROOT, merged.ROOT]
+    assert dest.whole == []
+
+
+def test_a_root_replaced_between_footer_reads_is_read_from_its_newer_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The footer length and the footer always come from one read, whichever version it saw."""
+    older, newer = LocalDestination(tmp_path / "older"), LocalDestination(tmp_path / "newer")
+    for dest, runs in ((older, ["r1"]), (newer, ["r1", "r2"])):
+        for run in runs:
+            manifest.write_manifest(dest, [_outcome(f"k-{run}", 0, "completed", run=run)], run=run)
+        merged.merge(dest)
+
+    class Replaced(LocalDestination):
+        """The root is replaced by a newer one right after its first tail is read."""
+
+        def get_tail(self, key: str, size: int) -> bytes | None:
+            tail = super().get_tail(key, size)
+            (self.root / merged.ROOT).write_bytes((newer.root / merged.ROOT).read_bytes())
+            return tail
+
+    monkeypatch.setattr(manifest, "_FOOTER_GUESS", 16)
+    assert merged.included_runs(Replaced(older.root)) == ["r1", "r2"]
+
+
+def test_a_root_that_is_not_parquet_is_an_error_not_an_empty_manifest(tmp_path: Path) -> None:
+    """A damaged root fails loudly, as reading the whole object would, rather than passing for no runs."""
+    dest = LocalDestination(tmp_path)
+    dest.put_bytes(merged.ROOT, b"not a parquet file at all", "application/octet-stream")
+    with pytest.raises(pa.ArrowInvalid):
+        merged.included_runs(dest)

@@ -170,3 +170,17 @@ def test_s3_missing_bucket_is_a_config_error(s3_client: Any) -> None:
     with pytest.raises(StorageError) as info:
         dest.put_bytes("a.txt", b"x", "text/plain")
     assert info.value.transient is False
+
+
+def test_tail_reads_the_last_bytes_of_an_object_in_a_folder_and_on_s3(
+    s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``get_tail`` gives the last bytes, all of a shorter object, nothing of an empty one, None for none."""
+    for dest in (LocalDestination(tmp_path), S3Destination(s3_client, bucket, "tails")):
+        dest.put_bytes("a.bin", b"0123456789", "application/octet-stream")
+        dest.put_bytes("empty.bin", b"", "application/octet-stream")
+        assert dest.get_tail("a.bin", 4) == b"6789"
+        assert dest.get_tail("a.bin", 10) == b"0123456789"
+        assert dest.get_tail("a.bin", 1000) == b"0123456789"
+        assert dest.get_tail("empty.bin", 8) == b""
+        assert dest.get_tail("missing.bin", 8) is None
