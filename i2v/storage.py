@@ -34,11 +34,10 @@ if TYPE_CHECKING:
 
 #: S3's minimum part size is 5 MiB; 8 MiB keeps memory per upload small and parts few.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-#: Parts of one upload on their way at once, beyond the one being filled.
+#: Parts of one upload on their way at once, beyond the one being filled, when they are
+#: held in memory. Parts read back from a local copy cost no memory and are never waited
+#: for while writing.
 PARTS_IN_FLIGHT = 2
-#: The same when parts are read back from a local copy: they cost no memory, so as many
-#: as the upload threads can send.
-SPOOLED_PARTS_IN_FLIGHT = 5
 #: Threads uploading parts, shared by every upload to one destination.
 UPLOAD_THREADS = 6
 #: Bytes of an object copied to a local file at a time.
@@ -438,7 +437,10 @@ class _MultipartWriter:
     destination's upload pool, and a write waits for a part to finish once that many
     are on their way. With ``local_copy`` every chunk goes to a local file instead
     (``local_path``, removed at commit or abort) and parts are read back from it as they
-    upload, so many can be on their way while memory holds none of them.
+    upload: they hold no memory, so writes never wait for them. The writing (a download,
+    whose URL may expire) then goes at its own pace however slow the service is, and
+    what checks the copy before commit runs while the last parts are still uploading.
+    A part that failed is raised at the next write.
     """
 
     def __init__(self, dest: S3Destination, key: str, content_type: str, *, local_copy: bool = False) -> None:
@@ -464,16 +466,13 @@ class _MultipartWriter:
             self._file = os.fdopen(handle, "wb", buffering=0)
             self.local_path = Path(name)
 
-    @property
-    def _in_flight_limit(self) -> int:
-        return SPOOLED_PARTS_IN_FLIGHT if self._file is not None else PARTS_IN_FLIGHT
-
     def write(self, chunk: bytes) -> None:
         if self._file is not None:
             self._file.write(chunk)
             self._filled += len(chunk)
             while self._filled >= self.dest.part_size:
                 self._send_range(self.dest.part_size)
+            self._settle(len(self._pending))  # waits for nothing
             return
         self._chunks.append(chunk)
         self._filled += len(chunk)
@@ -560,16 +559,21 @@ class _MultipartWriter:
             self.upload_id = started["UploadId"]
         number = len(self.parts) + len(self._pending) + 1
         self._pending.append(self.dest.upload_pool().submit(self._upload_part, self.upload_id, number, body))
-        self._settle(self._in_flight_limit)
+        if self._file is None:
+            self._settle(PARTS_IN_FLIGHT)
 
     def _settle(self, keep: int) -> None:
-        """Wait until at most ``keep`` parts are still on their way.
+        """Collect every finished part, waiting until at most ``keep`` are still on their way.
 
         Any part that finishes frees its place: waiting for the oldest would leave
-        threads idle behind one slow part.
+        threads idle behind one slow part. A part that failed raises here.
         """
-        while len(self._pending) > keep:
-            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        while True:
+            done = {pending for pending in self._pending if pending.done()}
+            if not done:
+                if len(self._pending) <= keep:
+                    return
+                done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
             self._pending = [pending for pending in self._pending if pending not in done]
             self.parts += [finished.result() for finished in done]
 

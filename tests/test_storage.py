@@ -184,3 +184,51 @@ def test_tail_reads_the_last_bytes_of_an_object_in_a_folder_and_on_s3(
         assert dest.get_tail("a.bin", 1000) == b"0123456789"
         assert dest.get_tail("empty.bin", 8) == b""
         assert dest.get_tail("missing.bin", 8) is None
+
+
+def test_s3_local_copy_writes_never_wait_for_parts(s3_client: Any, bucket: str, tmp_path: Path) -> None:
+    """With a local copy, writing goes on while every upload thread is busy; the parts go up afterwards."""
+    import threading
+
+    from i2v.storage import UPLOAD_THREADS
+
+    dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB, spool_dir=tmp_path)
+    payload = os.urandom(40 * MiB)
+    release = threading.Event()
+    blockers = [dest.upload_pool().submit(release.wait) for _ in range(UPLOAD_THREADS)]
+    writer = dest.open_writer("videos/ahead.mp4", "video/mp4", local_copy=True)
+
+    def write_all() -> None:
+        for start in range(0, len(payload), MiB):
+            writer.write(payload[start : start + MiB])
+
+    writing = threading.Thread(target=write_all)
+    writing.start()
+    writing.join(timeout=30)
+    try:
+        assert not writing.is_alive(), "writes waited for parts while the upload threads were busy"
+        assert len(writer._pending) == 8  # type: ignore[attr-defined]
+    finally:
+        release.set()
+        writing.join()
+    writer.commit()
+    assert all(blocker.done() for blocker in blockers)
+    assert dest.get_bytes("videos/ahead.mp4") == payload
+
+
+def test_s3_a_part_that_failed_is_raised_at_the_next_write(s3_client: Any, bucket: str, tmp_path: Path) -> None:
+    """A part the service refused stops the writing at the next chunk, naming the part, and leaves nothing."""
+    from concurrent.futures import wait
+
+    dest = S3Destination(s3_client, bucket, "", part_size=5 * MiB, spool_dir=tmp_path)
+    writer = dest.open_writer("videos/refused.mp4", "video/mp4", local_copy=True)
+    writer.write(os.urandom(5 * MiB))
+    wait(writer._pending)  # type: ignore[attr-defined]
+    s3_client.abort_multipart_upload(Bucket=bucket, Key="videos/refused.mp4", UploadId=writer.upload_id)  # type: ignore[attr-defined]
+    writer.write(os.urandom(5 * MiB))
+    wait(writer._pending)  # type: ignore[attr-defined]
+    with pytest.raises(StorageError, match="part 2 of"):
+        writer.write(b"more")
+    writer.abort()
+    assert dest.get_bytes("videos/refused.mp4") is None
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
