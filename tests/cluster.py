@@ -127,12 +127,18 @@ def _stop_all(processes: Sequence[psutil.Process], grace_s: float) -> None:
 class Server(Started):
     """``prefect server start`` on loopback, with its own PREFECT_HOME."""
 
-    def __init__(self, home: Path, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self, home: Path, folder: Path, port: int | None = None, scheduler_loop_s: float | None = None
+    ) -> None:
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home = home
         command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__(command, prefect_env(home, self.api_url), folder / "server.log")
+        extra = {}
+        if scheduler_loop_s is not None:
+            # Prefect's scheduler creates due runs once a minute by default: tests make it look sooner.
+            extra["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(scheduler_loop_s)
+        super().__init__(command, prefect_env(home, self.api_url, extra), folder / "server.log")
 
     def wait_healthy(self, timeout_s: float = 120.0) -> float:
         """Seconds until ``/api/health`` answered; raises if the server died or never answered."""

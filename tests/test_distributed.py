@@ -45,6 +45,10 @@ SHARDS = ROWS // ROWS_PER_SHARD
 WORKER_LIMIT = 3
 LIMIT_NAME = "aimlapi-test"
 WORKERS = ("worker-a", "worker-b")
+#: How often the server's scheduler looks for runs to create (Prefect's default is 60 s).
+SCHEDULER_LOOP_S = 2.0
+#: The inbox the deployed cron schedule looks at; tests that start inbox runs by hand use another.
+SCHEDULED_INBOX = "scheduled-inbox"
 
 
 @dataclass
@@ -76,12 +80,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
                       aws_secret_access_key="testing")  # fmt: skip
     bucket = f"i2v-cluster-{int(time.time())}"
     s3.create_bucket(Bucket=bucket)
-    # Schedules that will not fall due while the test runs (twelve hours away).
+    # The nightly schedule will not fall due while the tests run (twelve hours away); the
+    # inbox is looked at every minute, as an operator's would be, on a prefix of its own.
     later = (datetime.now(UTC).hour + 12) % 24
-    crons = {"nightly": f"7 {later} * * *", "inbox": f"9 {later} * * *"}
+    crons = {"nightly": f"7 {later} * * *", "inbox": "* * * * *"}
     with ExitStack() as stack:
         # Stopped last (exit callbacks run in reverse): workers first, then the server.
-        server = Server(folder / "prefect-home", folder)
+        server = Server(folder / "prefect-home", folder, scheduler_loop_s=SCHEDULER_LOOP_S)
         stack.callback(server.stop)
         emu = stack.enter_context(emulator(max_concurrent=EMULATOR_SLOTS, generation_seconds=0.4, short_side=16, fps=1))
         print(f"server healthy after {server.wait_healthy():.1f} s")
@@ -96,8 +101,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
                 "I2V_NIGHTLY_INPUT": "data/sample.csv",
                 "I2V_NIGHTLY_DEST": f"s3://{bucket}/nightly",
                 "I2V_NIGHTLY_CRON": crons["nightly"],
-                "I2V_INBOX": f"s3://{bucket}/inbox",
-                "I2V_INBOX_DEST": f"s3://{bucket}/inbox-out",
+                "I2V_INBOX": f"s3://{bucket}/{SCHEDULED_INBOX}",
+                "I2V_INBOX_DEST": f"s3://{bucket}/{SCHEDULED_INBOX}-out",
                 "I2V_INBOX_CRON": crons["inbox"],
             },
         )
@@ -215,12 +220,104 @@ def test_deployments_come_from_prefect_yaml_with_schedules_and_no_paths_or_secre
     assert _limit()["limit"] == SHARED_SLOTS
 
 
+def test_a_schedule_creates_a_run_that_a_worker_completes(cluster: Cluster) -> None:
+    """The server's scheduler creates a run of a scheduled deployment by itself, and a worker runs it to Completed."""
+    dest = f"s3://{cluster.bucket}/scheduled-nightly"
+    started = time.monotonic()
+    run, created_s = asyncio.run(_first_scheduled_run("generate-videos/nightly", dest))
+    done_s = time.monotonic() - started
+    print(f"scheduled run created {created_s:.1f} s after its schedule, Completed after {done_s:.1f} s")
+    assert run.auto_scheduled, "the run was created by the scheduler, not by hand"
+    assert run.state.type.value == "COMPLETED", run.state.message
+    assert run.parameters["dest"] == dest
+    (table,) = (key for key in _keys(cluster, "scheduled-nightly/runs/") if key.endswith("/manifest.parquet"))
+    frame = _parquet(cluster, table)
+    assert sorted(frame["row_index"].tolist()) == list(range(len(pd.read_csv(REPO / "data" / "sample.csv"))))
+    assert "bulk DML" not in cluster.server.text(), "the scheduler loop ran without errors"
+
+
+async def _first_scheduled_run(name: str, dest: str) -> tuple[Any, float]:
+    """Give deployment ``name`` a schedule due in seconds; its run when final, and when it was created."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(name)
+        started = time.monotonic()
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+        (schedule,) = await client.create_deployment_schedules(
+            deployment.id,
+            [
+                DeploymentScheduleCreate(
+                    # Due soon (later than the scheduler's next loops), then not again for an hour.
+                    schedule=IntervalSchedule(interval=timedelta(hours=1), anchor_date=due),
+                    max_scheduled_runs=1,
+                    parameters={"dest": dest, "poll_interval_s": 0.2},
+                )
+            ],
+        )
+        mine = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+
+        def ours(run: Any) -> bool:
+            return bool(run.auto_scheduled) and run.parameters.get("dest") == dest
+
+        deadline = time.monotonic() + 120
+        try:
+            # The deployment's own cron has runs scheduled hours ahead: only this schedule's runs count.
+            while not (runs := [r for r in await client.read_flow_runs(deployment_filter=mine) if ours(r)]):
+                assert time.monotonic() < deadline, "the scheduler created no run in 120 s"
+                await asyncio.sleep(0.5)
+            created_s = time.monotonic() - started
+            # The scheduler creates a few runs ahead (hourly after this one); the one due now is the test's.
+            (run,) = (run for run in runs if run.expected_start_time == due)
+            # Deleting a schedule deletes its runs not yet started: keep it until a worker has this one.
+            while (await client.read_flow_run(run.id)).start_time is None:
+                assert time.monotonic() < deadline + 120, "no worker started the scheduled run in 120 s"
+                await asyncio.sleep(0.5)
+        finally:
+            await client.delete_deployment_schedule(deployment.id, schedule.id)
+    return await _wait_final(run.id), created_s
+
+
+def test_the_inbox_schedule_picks_up_a_dropped_file_by_itself(cluster: Cluster) -> None:
+    """A CSV dropped into the deployed inbox is generated by a run its cron schedule started, with no command typed."""
+    rows = 3
+    key = f"{SCHEDULED_INBOX}/_i2v/done/dropped.csv.json"
+    creates_before = cluster.emulator.stats()["creates"]
+    cluster.s3.put_object(
+        Bucket=cluster.bucket, Key=f"{SCHEDULED_INBOX}/dropped.csv", Body=_inbox_csv(rows, "dropped in").encode()
+    )
+    dropped = time.monotonic()
+    deadline = dropped + 240  # a tick a minute, and the run itself
+    while not _keys(cluster, key):
+        assert time.monotonic() < deadline, "no inbox tick processed the file in 240 s"
+        time.sleep(1.0)
+    print(f"inbox file done {time.monotonic() - dropped:.1f} s after it was dropped")
+    done = json.loads(cluster.s3.get_object(Bucket=cluster.bucket, Key=key)["Body"].read())
+    assert done["summary"]["completed"] == rows
+    owner = asyncio.run(_wait_final(UUID(done["owner"])))
+    assert owner.auto_scheduled, "the tick that took the file was started by the schedule"
+    assert owner.state.type.value == "COMPLETED", owner.state.message
+    assert cluster.emulator.stats()["creates"] - creates_before == rows
+    assert len(_parquet(cluster, f"{SCHEDULED_INBOX}-out/dropped/manifest.parquet")) == rows
+
+
 def test_inbox_processes_a_dropped_file_once_across_two_overlapping_runs(cluster: Cluster) -> None:
     """Two inbox runs at once: one claims the file and generates it, the other leaves it; it is marked done."""
     rows = 6
     cluster.s3.put_object(Bucket=cluster.bucket, Key="inbox/drop-1.csv", Body=_inbox_csv(rows).encode())
     creates_before = cluster.emulator.stats()["creates"]
-    parameters = {"poll_interval_s": 0.2, "job_timeout_s": 120.0, "max_in_flight": MAX_IN_FLIGHT}
+    parameters = {
+        "inbox": f"s3://{cluster.bucket}/inbox",
+        "dest": f"s3://{cluster.bucket}/inbox-out",
+        "poll_interval_s": 0.2,
+        "job_timeout_s": 120.0,
+        "max_in_flight": MAX_IN_FLIGHT,
+    }
     first, second, held_creates = asyncio.run(_two_inbox_runs_overlapping(parameters, cluster.emulator))
 
     assert held_creates == creates_before, "no create while the test held every shared slot"
@@ -357,12 +454,12 @@ def _write_input(folder: Path, rows: int, take: str = "the fanned-out take") -> 
     return csv
 
 
-def _inbox_csv(rows: int) -> str:
+def _inbox_csv(rows: int, take: str = "over the harbour") -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 36), (30, 150, 150)).save(buffer, format="PNG")
     uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     return "image_url,prompt,duration,resolution\n" + "".join(
-        f'"{uri}",Inbox shot {i} over the harbour,5,480p\n' for i in range(rows)
+        f'"{uri}",Inbox shot {i} {take},5,480p\n' for i in range(rows)
     )
 
 
