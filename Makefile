@@ -20,6 +20,7 @@ test: lint typecheck unit
 lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) lint-imports --no-cache
 
 typecheck: .venv/.synced
 	$(RUN) mypy

@@ -131,7 +131,7 @@ def i2v_command() -> list[str]:
     script = Path(sys.executable).with_name("i2v")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "i2v.cli"]
+    return [sys.executable, "-m", "i2v.cli.main"]
 
 
 def client_env(base_url: str) -> dict[str, str]:

@@ -123,9 +123,9 @@ def _rerun(row: dict[str, Any], index: int) -> dict[str, Any]:
 
 def build(dest_root: Path, run: str, rows: int, rows_per_part: int) -> None:
     """Write ``run``'s parts (and, for the first run, a record per row)."""
-    from i2v import manifest
+    from i2v.manifest import run_table as manifest
     from i2v.outcomes import RowOutcome
-    from i2v.storage import LocalDestination
+    from i2v.storage.local import LocalDestination
 
     dest = LocalDestination(dest_root)
     rng = random.Random(7)
@@ -150,8 +150,11 @@ def build(dest_root: Path, run: str, rows: int, rows_per_part: int) -> None:
 
 
 def step_function(name: str, dest_root: Path, run: str, parts: int) -> Callable[[], object]:
-    from i2v import export, manifest, merged, report
-    from i2v.storage import LocalDestination
+    from i2v.manifest import merged
+    from i2v.manifest import run_table as manifest
+    from i2v.manifest import videofolder as export
+    from i2v.report import summary as report
+    from i2v.storage.local import LocalDestination
 
     dest = LocalDestination(dest_root)
 

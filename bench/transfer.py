@@ -4,7 +4,7 @@ Makes (once, cached under ``out/bench``) an H.264 MP4 of about ``--megabytes`` M
 it over HTTP on loopback, starts moto's standalone S3 server, and runs each side in its own
 process (``bench/transfer_side.py``), sampled like the pipeline in the other benchmarks:
 
-* ``ours``: :func:`i2v.transfer.store_video`, what the pipeline does with every finished
+* ``ours``: :func:`i2v.engine.download.store_video`, what the pipeline does with every finished
   video: stream from the URL into a multipart upload, spool, decode every frame, commit.
 * ``boto3``: ``upload_fileobj`` of the same file from local disk (s3transfer's defaults).
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     megabytes = 30 if args.quick else args.megabytes
     video = make_video(CACHE / f"transfer-{megabytes}mb.mp4", megabytes)
 
-    from i2v.media import probe
+    from i2v.media.probe import probe
 
     started = time.perf_counter()
     info = probe(video, thumbnail=False)

@@ -1,6 +1,6 @@
 """One side of the transfer benchmark, in its own process so its memory is its own.
 
-``ours URL BUCKET KEY``: the pipeline's :func:`i2v.transfer.store_video` (stream from the
+``ours URL BUCKET KEY``: the pipeline's :func:`i2v.engine.download.store_video` (stream from the
 URL into an S3 multipart upload, spooled and decoded before the upload is completed).
 ``boto3 FILE BUCKET KEY``: plain ``upload_fileobj`` of the same file from local disk.
 Both print one JSON line: seconds spent, resident memory before and at the end.
@@ -26,12 +26,12 @@ def _s3() -> Any:
 
 def ours(url: str, bucket: str, key: str) -> dict[str, Any]:
 
-    from i2v.api import make_http_client
-    from i2v.blocking import Offload
-    from i2v.settings import ApiSettings, Secret
-    from i2v.storage import S3Destination
-    from i2v.transfer import store_video
-    from i2v.urls import DownloadRules
+    from i2v.api.client import make_http_client
+    from i2v.api.downloads import DownloadRules
+    from i2v.api.settings import ApiSettings, Secret
+    from i2v.engine.download import store_video
+    from i2v.engine.offload import Offload
+    from i2v.storage.s3 import S3Destination
 
     dest = S3Destination(_s3(), bucket, "")
     # The file server is on loopback, as the emulator is: the API's own rules allow it.

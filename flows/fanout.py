@@ -14,10 +14,10 @@ children, then assembles their parts into one manifest.
   scheduled again, as the same flow runs, when the parent is retried.
 * **One provider, many workers.** Every child's admission control also takes a slot of
   the Prefect global concurrency limit named by ``I2V_CONCURRENCY_LIMIT`` before each
-  create (:mod:`tasks.slots`), so all workers together stay under the account's limit.
+  create (:mod:`orchestration.shared_slots`), so all workers together stay under the account's limit.
 * **Plain data in.** A child gets the run's spec, its shard and the input's header as
   JSON parameters, never a secret: each worker has its own key (environment or Secret
-  block, :mod:`tasks.secrets`). The input must be readable at the same path on every
+  block, :mod:`orchestration.secrets`). The input must be readable at the same path on every
   worker: a path relative to the code's folder (``$I2V_HOME``), or a shared mount.
 """
 
@@ -38,15 +38,15 @@ from prefect.states import AwaitingRetry, Failed
 from pydantic_core import to_jsonable_python
 
 from flows.shard import generate_shard
+from i2v.api.models import DEFAULT_MODEL
+from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, given, run_name
 from i2v.errors import Stopped
-from i2v.inputs import InputPlan, Shard
-from i2v.models import DEFAULT_MODEL
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, given, run_name
-from tasks import resources
+from i2v.inputs.shards import InputPlan, Shard
+from orchestration import resources
+from orchestration.stop_states import stopped_state
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
-from tasks.slots import check_shared_limit
-from tasks.stopping import stopped_state
+from tasks.shared_limit import check_shared_limit
 
 #: The deployment each shard runs as (flow ``fanout-shard``, deployment ``generate-shard``).
 SHARD_DEPLOYMENT = "fanout-shard/generate-shard"

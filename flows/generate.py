@@ -17,16 +17,17 @@ from typing import Any, Literal
 from prefect import State, flow, runtime
 
 from flows.shard import generate_shard
-from i2v.inputs import InputPlan
+from i2v.api.models import DEFAULT_MODEL
+from i2v.engine.progress import Progress
+from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, given, safe_label
+from i2v.engine.spec import run_name as default_run_name
+from i2v.inputs.shards import InputPlan
 from i2v.limits import Limits
-from i2v.models import DEFAULT_MODEL
-from i2v.progress import Progress
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, given, safe_label
-from i2v.run import run_name as default_run_name
-from tasks import progress, resources
+from orchestration import progress_artifact as progress
+from orchestration import resources
+from orchestration.stop_states import stopped_state
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
-from tasks.stopping import stopped_state
 
 
 @flow(name="generate-videos", validate_parameters=True)

@@ -2,7 +2,7 @@
 
 Each tick (a schedule, see ``prefect.yaml``) lists the CSV files under ``inbox`` (an
 ``s3://bucket/prefix`` or a folder) that are not marked done, and takes them one at a
-time: it claims the file with a conditional write (:mod:`i2v.claims`), runs
+time: it claims the file with a conditional write (:mod:`i2v.storage.inbox_claims`), runs
 :func:`flows.generate.generate_videos` on it into ``<dest>/<file name without .csv>``,
 and marks it done. Overlapping ticks, on one worker or many, share the files out and
 never process one twice; a tick that dies leaves no lock, and a later tick takes its
@@ -21,9 +21,9 @@ from prefect import State, flow, get_run_logger, runtime
 from prefect.states import Failed
 
 from flows.generate import generate_videos
-from i2v.claims import INPUT_SUFFIXES
-from i2v.models import DEFAULT_MODEL
-from i2v.run import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
+from i2v.api.models import DEFAULT_MODEL
+from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
+from i2v.storage.inbox_claims import INPUT_SUFFIXES
 from tasks.inbox import claim_file, fetch_input, list_waiting, mark_file_done
 
 

@@ -1,6 +1,6 @@
 """Re-run chosen rows of a manifest: from any machine that can read the destination.
 
-The chosen rows (see :mod:`i2v.rerun`) are written back as an input file and run through
+The chosen rows (see :mod:`i2v.inputs.from_manifest`) are written back as an input file and run through
 :func:`flows.generate.generate_videos` into the same destination, which re-attaches to
 live jobs and skips stored videos as any run does.
 """
@@ -14,8 +14,8 @@ from typing import Any, Literal
 from prefect import State, flow, get_run_logger
 
 from flows.generate import generate_videos
-from i2v.rerun import Selection, kinds_of, split_manifest_uri
-from i2v.run import DEFAULT_MAX_IN_FLIGHT
+from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT
+from i2v.inputs.from_manifest import Selection, kinds_of, split_manifest_uri
 from tasks.inputs import select_rows
 
 

@@ -14,10 +14,10 @@ from prefect import State, flow, runtime
 from prefect.utilities.annotations import quote
 
 from i2v import outcomes
-from i2v.inputs import InputPlan, Shard
+from i2v.engine.spec import RunSpec, batches
+from i2v.inputs.shards import InputPlan, Shard
 from i2v.outcomes import Origin, RowOutcome
-from i2v.run import RunSpec, batches
-from tasks import resources
+from orchestration import resources
 from tasks.generation import generate_batch, salvage_batch
 from tasks.inputs import read_shard_rows
 from tasks.outputs import write_shard_part

@@ -30,7 +30,7 @@ Two properties drive what happens next:
 * ``kind`` is the manifest's ``error_kind``: a short stable name per failure.
 * ``retryable`` says whether running the row again could succeed. It is about the row,
   not the request; whether a single request may be retried in-run is decided by the
-  predicates in :mod:`i2v.retry`.
+  predicates in :mod:`i2v.engine.retry`.
 
 Messages never contain the API key: they are built from response bodies and URLs,
 and the key only ever travels in a request header.

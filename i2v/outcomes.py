@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from i2v.errors import I2VError, Stopped
-from i2v.mismatch import describe
-from i2v.rows import InvalidRow, Row, shorten_image_ref
-
-if TYPE_CHECKING:
-    from i2v.jobs import Finished
-    from i2v.transfer import Stored
+from i2v.inputs.row import InvalidRow, Row, shorten_image_ref
+from i2v.media.mismatch import describe
 
 Status = Literal["completed", "failed", "skipped"]
 
@@ -93,34 +89,6 @@ def base(row: Row, origin: Origin) -> dict[str, Any]:
         "run": origin.run,
         "flow_run_id": origin.flow_run_id,
     }
-
-
-def completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> RowOutcome:
-    """A row whose video is stored and verified."""
-    submission = finished.submission
-    return RowOutcome(
-        **base(row, origin),
-        status="completed",
-        generation_id=submission.generation_id,
-        submit_attempts=submission.attempts,
-        polls=finished.polls,
-        submitted_at=submission.submitted_at,
-        completed_at=finished.completed_at,
-        generation_seconds=round(finished.completed_at - submission.submitted_at, 3),
-        video_uri=stored.video_uri,
-        video_bytes=stored.video_bytes,
-        video_sha256=stored.video_sha256,
-        duration_s=stored.info.duration_s,
-        width=stored.info.width,
-        height=stored.info.height,
-        fps=stored.info.fps,
-        codec=stored.info.codec,
-        mismatch=describe(
-            row.params, duration_s=stored.info.duration_s, width=stored.info.width, height=stored.info.height
-        ),
-        thumbnail_uri=stored.thumbnail_uri,
-        credits_used=finished.credits_used,
-    )
 
 
 def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:

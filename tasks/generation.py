@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 
+from i2v.engine.spec import RunSpec
+from i2v.inputs.row import Row
 from i2v.outcomes import RowOutcome
-from i2v.rows import Row
-from i2v.run import RunSpec
-from tasks import resources
-from tasks.retries import unfinished_rows
+from orchestration import resources
+from orchestration.retry_conditions import unfinished_rows
 
 RETRIES = 2
 

@@ -1,6 +1,6 @@
 """Tasks of the inbox flow: list waiting files, claim one, fetch it, mark it done.
 
-The claim protocol is :mod:`i2v.claims` (conditional writes in the inbox itself); the
+The claim protocol is :mod:`i2v.storage.inbox_claims` (conditional writes in the inbox itself); the
 one thing it asks of the orchestrator, whether the run holding a file's latest claim
 has ended, is answered here from the Prefect API.
 """
@@ -17,11 +17,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from i2v import claims
-from i2v.claims import Claim
 from i2v.errors import InputError
-from i2v.storage import LocalDestination, S3Destination
-from tasks import resources
+from i2v.storage import inbox_claims as claims
+from i2v.storage.inbox_claims import Claim
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
+from orchestration import resources
 
 
 @task(name="list-inbox", cache_policy=NO_CACHE, persist_result=False)

@@ -8,11 +8,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from i2v.inputs import InputPlan, Shard, plan
-from i2v.rerun import Selection, write_input
-from i2v.rows import RowSet, read_shard
-from i2v.run import RunSpec
-from tasks import resources
+from i2v.engine.spec import RunSpec
+from i2v.inputs.from_manifest import Selection, write_input
+from i2v.inputs.shards import InputPlan, Shard, plan
+from i2v.inputs.validation import RowSet, read_shard
+from orchestration import resources
 
 
 @task(name="plan-input", cache_policy=NO_CACHE, persist_result=False)

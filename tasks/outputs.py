@@ -11,13 +11,16 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from i2v import export, manifest, merged, report
-from i2v.inputs import InputPlan
+from i2v.engine.spec import RunSpec
+from i2v.inputs.shards import InputPlan
+from i2v.manifest import merged
+from i2v.manifest import run_table as manifest
+from i2v.manifest import videofolder as export
 from i2v.outcomes import RowOutcome
-from i2v.report_page import ReportSummary, publish_report
-from i2v.run import RunSpec
-from i2v.storage import Destination
-from tasks import resources
+from i2v.report import summary as report
+from i2v.report.page import ReportSummary, publish_report
+from i2v.storage.destination import Destination
+from orchestration import resources
 
 
 @task(name="write-part", task_run_name="write-part-{shard}", cache_policy=NO_CACHE, persist_result=False)

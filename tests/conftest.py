@@ -108,7 +108,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("AIMLAPI_API_KEY", "AIMLAPI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     yield
-    from tasks import resources
+    from orchestration import resources
 
     resources.reset()
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from i2v.api import VideoApi, make_http_client
+from i2v.api.client import VideoApi, make_http_client
+from i2v.api.settings import ApiSettings, Secret
 from i2v.emulator.config import EmulatorConfig
 from i2v.emulator.server import running_emulator
-from i2v.settings import ApiSettings, Secret
 
 TEST_KEY = "sk-test-3f9a1c7e5b2d4e6f8a0b"
 FAST = EmulatorConfig(api_key=TEST_KEY, generation_seconds=0.3, generation_jitter=0.0, short_side=64, fps=4)

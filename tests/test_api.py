@@ -18,7 +18,9 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from i2v.api import ConnectionGate, VideoApi, make_http_client, open_download, parse_retry_after
+from i2v.api.client import ConnectionGate, VideoApi, make_http_client, open_download, parse_retry_after
+from i2v.api.models import get_model
+from i2v.api.settings import ApiSettings, Secret
 from i2v.errors import (
     ApiError,
     AuthError,
@@ -30,8 +32,6 @@ from i2v.errors import (
     ServerError,
     TransportError,
 )
-from i2v.models import get_model
-from i2v.settings import ApiSettings, Secret
 from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from i2v import claims
-from i2v.claims import Claim
-from i2v.storage import Destination, LocalDestination, S3Destination
+from i2v.storage import inbox_claims as claims
+from i2v.storage.destination import Destination
+from i2v.storage.inbox_claims import Claim
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from i2v.cli import REPO_ROOT, main
-from i2v.media import probe
+from i2v.cli.main import REPO_ROOT, main
+from i2v.media.probe import probe
 
 
 def test_missing_key_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

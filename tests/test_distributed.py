@@ -1,7 +1,7 @@
 """Scale-out on a real Prefect server: work pool, shared concurrency limit, two workers, S3, the emulator.
 
 One server, one emulator and two workers serve the whole module, set up exactly as the
-README's "Scaling out" says: ``prefect server start``, ``python -m tasks.secrets``
+README's "Scaling out" says: ``prefect server start``, ``python -m orchestration.secrets``
 (the API key into a Secret block, so the workers' environment has none),
 ``deployments/deploy.py`` (what ``make deploy`` runs: pool, limit, deployments from
 ``prefect.yaml``) and ``deployments/worker.sh`` twice. Everything is stopped by process id
@@ -107,7 +107,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
             },
         )
         python = str(REPO / ".venv" / "bin" / "python")
-        run_command([python, "-m", "tasks.secrets"], {**env, "AIMLAPI_API_KEY": emu.api_key}, folder / "secret.log")
+        run_command(
+            [python, "-m", "orchestration.secrets"], {**env, "AIMLAPI_API_KEY": emu.api_key}, folder / "secret.log"
+        )
         run_command([python, "deployments/deploy.py"], env, folder / "deploy.log")
         workers: list[Worker] = []
         stack.callback(stop_together, workers)
@@ -343,7 +345,7 @@ async def _two_inbox_runs_overlapping(parameters: dict[str, Any], emu: Emulator)
     from prefect.client.orchestration import get_client
     from prefect.deployments.flow_runs import arun_deployment
 
-    from tasks.slots import GlobalLimitSlots
+    from orchestration.shared_slots import GlobalLimitSlots
 
     held = GlobalLimitSlots(LIMIT_NAME)
     for _ in range(SHARED_SLOTS):
@@ -431,7 +433,7 @@ async def _cancel_once_working(name: str, parameters: dict[str, Any], emu: Emula
 def test_a_missing_shared_limit_is_a_clear_configuration_error(cluster: Cluster) -> None:
     """Naming a concurrency limit the server lacks fails the create's admission with how to create it."""
     from i2v.errors import ConfigError
-    from tasks.slots import GlobalLimitSlots
+    from orchestration.shared_slots import GlobalLimitSlots
 
     missing = GlobalLimitSlots("no-such-limit")
     with pytest.raises(ConfigError, match="prefect gcl create no-such-limit"):

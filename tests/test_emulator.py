@@ -30,11 +30,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from i2v.api.models import LEGACY_PATH, MODELS, UNIVERSAL_PATH
 from i2v.emulator import EmulatorConfig, Fault, cli, running_emulator
 from i2v.emulator.pricing import price
 from i2v.emulator.render import render_video
 from i2v.emulator.validation import validate_create
-from i2v.models import LEGACY_PATH, MODELS, UNIVERSAL_PATH
 from tests.loopback import serving
 from tests.vendor import shared_dir
 

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from i2v.api.models import LEGACY_PATH, UNIVERSAL_PATH
 from i2v.emulator import EmulatorConfig, Fault, cli
 from i2v.emulator.pricing import price
-from i2v.models import LEGACY_PATH, UNIVERSAL_PATH
 from tests.test_emulator import Emu, Launch, _body, _vendor_error
 
 FAULTS_PATH = "/_emulator/faults"

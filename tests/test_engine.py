@@ -11,18 +11,20 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import i2v.engine as engine_module
-from i2v.api import VideoApi, make_http_client
-from i2v.blocking import Offload
-from i2v.engine import Engine, EngineOptions, RowsUnfinished
-from i2v.journal import Journal, Submission
-from i2v.limiter import AdmissionLimiter
-from i2v.pacing import PollPacer
-from i2v.retry import Backoff
-from i2v.rows import Row, read_rows
-from i2v.settings import Secret
-from i2v.storage import LocalDestination
-from i2v.urls import DownloadRules
+import i2v.engine.runner as engine_module
+from i2v.api.client import VideoApi, make_http_client
+from i2v.api.downloads import DownloadRules
+from i2v.api.settings import Secret
+from i2v.engine.admission import AdmissionLimiter
+from i2v.engine.journal import Journal, Submission
+from i2v.engine.offload import Offload
+from i2v.engine.pacing import PollPacer
+from i2v.engine.retry import Backoff
+from i2v.engine.runner import Engine
+from i2v.engine.spec import EngineOptions, RowsUnfinished
+from i2v.inputs.row import Row
+from i2v.inputs.validation import read_rows
+from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.anyio
@@ -190,7 +192,7 @@ async def test_rerun_reattaches_to_live_jobs_and_skips_stored_videos(images: Pat
         journal = Journal(LocalDestination(dest), offload)
         # An earlier run started the first row's job, then died before polling it.
         async with _engine(emu, dest, run="run-0") as earlier:
-            from i2v.jobs import submit
+            from i2v.engine.jobs import submit
 
             started = await submit(earlier.api, rows[0], journal, earlier.limiter, run="run-0")
             earlier.limiter.release(accepted=True)
@@ -243,7 +245,7 @@ async def test_a_bad_key_stops_admission_and_every_row_still_gets_an_outcome(ima
 
 def test_submission_entries_round_trip() -> None:
     """A journal entry names its job only once the create has answered."""
-    from i2v.journal import Entry
+    from i2v.engine.journal import Entry
 
     sending = Entry("sending", "k", "m", "universal", 1.0, "r")
     assert sending.submission() is None
@@ -271,7 +273,7 @@ async def test_a_failure_ratio_stops_new_submissions(images: Path, tmp_path: Pat
 
 async def test_a_credit_budget_stops_before_it_is_passed(images: Path, tmp_path: Path) -> None:
     """A budget for three estimated jobs makes three; the other rows are skipped with the reason."""
-    from i2v import prices
+    from i2v.api import prices
 
     rows = _rows(images, 8)
     each = prices.estimate(rows[0].model, rows[0].params).credits

@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from i2v import export, manifest, merged
 from i2v.emulator.render import render_video
+from i2v.manifest import merged
+from i2v.manifest import run_table as manifest
+from i2v.manifest import videofolder as export
 from i2v.outcomes import RowOutcome
-from i2v.storage import Destination, LocalDestination, S3Destination
+from i2v.storage.destination import Destination
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 from tests.test_merged import drop_mismatch
 
 COLUMNS = [

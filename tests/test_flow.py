@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from i2v.blocking import Offload
+from i2v.engine.admission import AdmissionLimiter
+from i2v.engine.jobs import submit
+from i2v.engine.journal import Journal
+from i2v.engine.offload import Offload
 from i2v.errors import AuthError
-from i2v.jobs import submit
-from i2v.journal import Journal
-from i2v.limiter import AdmissionLimiter
-from i2v.media import probe
-from i2v.rows import read_rows
-from i2v.storage import LocalDestination
+from i2v.inputs.validation import read_rows
+from i2v.media.probe import probe
+from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.prefect
@@ -283,9 +283,9 @@ def test_memory_is_bounded_by_shards_not_by_rows(images: Path, tmp_path: Path, m
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    from i2v.inputs.row import Row
     from i2v.outcomes import RowOutcome
-    from i2v.rows import Row
-    from tasks import resources
+    from orchestration import resources
 
     rows, shard_rows = 1500, 150
     csv = images / "many.csv"

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from i2v.errors import InputError
-from i2v.inputs import plan
-from i2v.rows import read_rows, read_shard
-from i2v.sources import S3Opener, input_format
+from i2v.inputs.shards import plan
+from i2v.inputs.sources import S3Opener, input_format
+from i2v.inputs.validation import read_rows, read_shard
 from tests.emulated import emulator
 from tests.runs import cli_env, run
 

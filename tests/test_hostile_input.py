@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from i2v.errors import InputError
-from i2v.inputs import all_records, plan
+from i2v.inputs.csv_reader import all_records
+from i2v.inputs.shards import plan
+from i2v.inputs.validation import RowSet, read_rows, read_shard
 from i2v.limits import MIB, Limits
-from i2v.rows import RowSet, read_rows, read_shard
 
 HEADER = "id,image_url,prompt\n"
 
@@ -196,7 +197,7 @@ def test_image_rules_schemes_folders_and_sizes(folder: Path, tmp_path_factory: p
 
 def test_unsafe_ids_become_safe_distinct_names_and_the_manifest_keeps_them(folder: Path) -> None:
     """Traversal, absolute, control-character and overlong ids name safe files; colliding names are told apart."""
-    from i2v.names import output_name
+    from i2v.inputs.safe_names import output_name
 
     crafted = output_name("a/b")  # a plain id that equals another id's cleaned name
     ids = ["../../etc/passwd", "/abs/path", "tab\there", "x" * 300, "CON", "a/b", crafted, "plain-id_1.v2"]

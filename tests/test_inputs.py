@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from i2v.errors import InputError
-from i2v.inputs import all_records, plan, read_header, read_records
-from i2v.rows import read_rows, read_shard
+from i2v.inputs.csv_reader import all_records, read_header
+from i2v.inputs.shards import plan, read_records
+from i2v.inputs.validation import read_rows, read_shard
 
 TRICKY = (
     "\ufeffid,image_url,prompt\r\n"

@@ -11,18 +11,19 @@ import httpx
 import pytest
 from PIL import Image
 
-from i2v.api import VideoApi
-from i2v.blocking import Offload
+from i2v.api.client import VideoApi
+from i2v.api.models import get_model
+from i2v.api.settings import ApiSettings, Secret
+from i2v.engine.admission import AdmissionLimiter
+from i2v.engine.jobs import job_class, still_live, submit, wait_for_video
+from i2v.engine.journal import Journal, Submission
+from i2v.engine.offload import Offload
+from i2v.engine.pacing import PollPacer
+from i2v.engine.retry import Backoff
 from i2v.errors import GenerationFailed, GenerationTimeout, ServerError, SubmitUnknown, TransportError
-from i2v.jobs import job_class, still_live, submit, wait_for_video
-from i2v.journal import Journal, Submission
-from i2v.limiter import AdmissionLimiter
-from i2v.models import get_model
-from i2v.pacing import PollPacer
-from i2v.retry import Backoff
-from i2v.rows import Row, read_rows
-from i2v.settings import ApiSettings, Secret
-from i2v.storage import LocalDestination
+from i2v.inputs.row import Row
+from i2v.inputs.validation import read_rows
+from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +138,7 @@ async def test_503_on_create_is_resent(emu: Emulator, journal: Journal, tmp_path
 async def test_refused_connection_is_resent_then_fails_without_an_intent(journal: Journal, tmp_path: Path) -> None:
     """Nothing listening: every attempt certainly made no job, so the journal keeps no intent and the slot is free."""
     settings = ApiSettings(api_key=Secret("k"), base_url="http://127.0.0.1:9", timeout_s=2)
-    from i2v.api import make_http_client
+    from i2v.api.client import make_http_client
 
     api = VideoApi(make_http_client(settings), Secret("k"))
     row = _row(tmp_path)

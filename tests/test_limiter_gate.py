@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from i2v.engine.admission import AdmissionLimiter
 from i2v.errors import AuthError, Stopped
-from i2v.limiter import AdmissionLimiter
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import i2v
-from i2v import manifest
+from i2v.manifest import run_table as manifest
 from i2v.outcomes import COLUMNS, RowOutcome
-from i2v.storage import LocalDestination
+from i2v.storage.local import LocalDestination
 
 
 def _outcome(index: int, **fields: object) -> RowOutcome:
@@ -131,6 +131,7 @@ def test_no_module_outside_the_emulator_imports_pandas_or_numpy() -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("pandas", "numpy")]
     assert offenders == []
-    code = "import sys, i2v.manifest, i2v.merged, i2v.export; print('pandas' in sys.modules)"
+    modules = "i2v.manifest.run_table, i2v.manifest.merged, i2v.manifest.videofolder"
+    code = f"import sys, {modules}; print('pandas' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -8,7 +8,7 @@ import pytest
 
 from i2v.emulator.render import render_video
 from i2v.errors import InvalidVideo
-from i2v.media import probe
+from i2v.media.probe import probe
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from i2v import manifest, merged
+from i2v.engine.records import read_record, record_key
+from i2v.manifest import merged
+from i2v.manifest import run_table as manifest
 from i2v.outcomes import RowOutcome
-from i2v.records import read_record, record_key
-from i2v.storage import Destination, LocalDestination, S3Destination
+from i2v.storage.destination import Destination
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 
 
 def _outcome(key: str, index: int, status: str, **fields: object) -> RowOutcome:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from i2v.mismatch import describe, ratio_of, resolution_lines
+from i2v.media.mismatch import describe, ratio_of, resolution_lines
 
 WAN = {"resolution": "480p", "aspect_ratio": "16:9", "duration": 5}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from i2v.models import (
+from i2v.api.models import (
     COMPLETED_STATUS,
     DEFAULT_MODEL,
     ERROR_STATUS,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from i2v.pacing import SEEDS_GIVE_WAY, PollPacer
+from i2v.engine.pacing import SEEDS_GIVE_WAY, PollPacer
 
 
 def _run_job(

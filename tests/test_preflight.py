@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from i2v import preflight, prices
-from i2v.cli import REPO_ROOT, main
+from i2v.api import prices
+from i2v.cli.main import REPO_ROOT, main
+from i2v.inputs import preflight
 from tests.conftest import free_port
 from tests.loopback import serving
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from i2v.cli.progress_view import LiveBar, bar, choose_view, render_text
+from i2v.engine.progress import PROGRESS_RECORD, Progress, Snapshot
 from i2v.outcomes import RowOutcome
-from i2v.progress import PROGRESS_RECORD, Progress, Snapshot
-from i2v.terminal import LiveBar, bar, choose_view, render_text
 from tests.emulated import emulator
 from tests.runs import I2V, cli_env, kill_group, start, write_rows
 

@@ -16,19 +16,21 @@ import pandas as pd
 import pytest
 
 from i2v.emulator.render import render_video
-from i2v.media import probe
-from i2v.report import Tally
-from i2v.report_assets import SCRIPT, STYLE
-from i2v.report_page import (
+from i2v.media.probe import probe
+from i2v.report.page import (
     COLUMNS,
     CONTENT_SECURITY_POLICY,
     PAGE_SIZE,
+    SCRIPT,
+    STYLE,
     ReportSummary,
     publish_report,
     relative_href,
     render_report,
 )
-from i2v.storage import LocalDestination, S3Destination
+from i2v.report.summary import Tally
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 from tests.browser import Browser, BrowserError, Page, ensure_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "out" / "test-artifacts"

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from i2v.engine.retry import Backoff, call_with_retries, is_safe_to_resubmit, is_transient
 from i2v.errors import (
     AuthError,
     DownloadError,
@@ -16,7 +17,6 @@ from i2v.errors import (
     StorageError,
     TransportError,
 )
-from i2v.retry import Backoff, call_with_retries, is_safe_to_resubmit, is_transient
 
 
 @pytest.mark.parametrize(

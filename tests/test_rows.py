@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from i2v.errors import InputError
-from i2v.rows import read_rows, shorten_image_ref
+from i2v.inputs.row import shorten_image_ref
+from i2v.inputs.validation import read_rows
 
 
 def _png(path: Path, color: tuple[int, int, int] = (200, 40, 40)) -> Path:

@@ -9,10 +9,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from i2v.api import VideoApi
+from i2v.api.client import VideoApi
+from i2v.api.models import get_model
+from i2v.api.settings import Secret
 from i2v.errors import I2VError
-from i2v.models import get_model
-from i2v.settings import Secret
 from tests.emulated import emulator
 from tests.runs import cli_env, run, write_rows
 

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from i2v.errors import ConfigError, StorageError
-from i2v.storage import LocalDestination, S3Destination, open_destination
+from i2v.storage.from_uri import open_destination
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 
 MiB = 1024 * 1024
 
@@ -66,7 +68,7 @@ def test_s3_small_object_and_listing(s3_client: Any, bucket: str) -> None:
 
 def test_s3_multipart_upload_streams_in_parts(s3_client: Any, bucket: str) -> None:
     """A 23 MiB object goes up as 5 MiB parts, never more than a few held, and reads back byte for byte."""
-    from i2v.storage import PARTS_IN_FLIGHT
+    from i2v.storage.s3 import PARTS_IN_FLIGHT
 
     dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB)
     payload = os.urandom(23 * MiB)
@@ -190,7 +192,7 @@ def test_s3_local_copy_writes_never_wait_for_parts(s3_client: Any, bucket: str, 
     """With a local copy, writing goes on while every upload thread is busy; the parts go up afterwards."""
     import threading
 
-    from i2v.storage import UPLOAD_THREADS
+    from i2v.storage.s3 import UPLOAD_THREADS
 
     dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB, spool_dir=tmp_path)
     payload = os.urandom(40 * MiB)

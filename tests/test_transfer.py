@@ -12,17 +12,18 @@ import httpx
 import pytest
 from PIL import Image
 
-from i2v.blocking import Offload
+from i2v.api.downloads import DownloadRules
+from i2v.engine.admission import AdmissionLimiter
+from i2v.engine.download import store_video
+from i2v.engine.jobs import job_class, submit, wait_for_video
+from i2v.engine.journal import Journal
+from i2v.engine.offload import Offload
+from i2v.engine.pacing import PollPacer
 from i2v.errors import DownloadError, InvalidVideo
-from i2v.jobs import job_class, submit, wait_for_video
-from i2v.journal import Journal
-from i2v.limiter import AdmissionLimiter
-from i2v.media import probe
-from i2v.pacing import PollPacer
-from i2v.rows import read_rows
-from i2v.storage import LocalDestination, S3Destination
-from i2v.transfer import store_video
-from i2v.urls import DownloadRules
+from i2v.inputs.validation import read_rows
+from i2v.media.probe import probe
+from i2v.storage.local import LocalDestination
+from i2v.storage.s3 import S3Destination
 from tests.emulated import Emulator, emulator
 
 pytestmark = pytest.mark.anyio

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from i2v.transport import RECENTLY_USED_S, PooledTransport
+from i2v.api.transport import RECENTLY_USED_S, PooledTransport
 from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio

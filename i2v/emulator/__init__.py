@@ -1,7 +1,7 @@
 """A local emulator of AI/ML API's image-to-video endpoints.
 
 It serves the vendor's contract on loopback (both create paths, both fetch schemas,
-Bearer auth, body validation against :mod:`i2v.models`, queueing under a concurrency
+Bearer auth, body validation against :mod:`i2v.api.models`, queueing under a concurrency
 cap, rate limits, transient errors, failed jobs, expiring download URLs) and answers
 with real H.264 MP4s made from the input image. It exists for dry runs, demos and
 tests on machines without internet, and it is never kinder than the real service:

@@ -55,6 +55,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from i2v.api.models import LEGACY_PATH, UNIVERSAL_PATH
+from i2v.api.models import Route as ModelRoute
 from i2v.emulator import chance
 from i2v.emulator.config import TIMEOUT_SECONDS, EmulatorConfig, Fault, FaultTarget
 from i2v.emulator.connections import Connections, Cut
@@ -75,9 +77,7 @@ from i2v.emulator.pricing import price
 from i2v.emulator.stats import Stats
 from i2v.emulator.statuses import TERMINAL_FAILURES, TERMINAL_WORDS, reported_status
 from i2v.emulator.validation import Issue, check_create, summary
-from i2v.mismatch import resolution_lines
-from i2v.models import LEGACY_PATH, UNIVERSAL_PATH
-from i2v.models import Route as ModelRoute
+from i2v.media.mismatch import resolution_lines
 
 FILES_PREFIX = "/_emulator/files/"
 #: Renders run side by side in this many threads (the machines this targets have 2 cores).

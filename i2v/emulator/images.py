@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from i2v.urls import is_loopback
+from i2v.api.downloads import is_loopback
 
 FETCH_TIMEOUT_S = 5.0
 MAX_IMAGE_BYTES = 30 * 1024 * 1024

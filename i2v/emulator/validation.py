@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from i2v.models import MODELS, Param, Route, find_route
+from i2v.api.models import MODELS, Param, Route, find_route
 
 _DATA_IMAGE = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _DATA_ANY = re.compile(r"data:[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)

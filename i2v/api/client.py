@@ -1,0 +1,379 @@
+"""A small client for AI/ML API's video generation endpoints.
+
+The :class:`httpx.AsyncClient` is passed in (its ``base_url`` points at the API, its
+transport can be anything httpx accepts), so the same code talks to the real service,
+the emulator, or a test transport. Everything is async: thousands of jobs wait on one
+event loop, none of them holding a thread. One method per request; no retries here:
+whether a request may be sent again is the caller's decision (see :mod:`i2v.engine.retry`).
+Every failure leaves this module as an :mod:`i2v.errors` exception, translated at the
+edge.
+
+The key is attached per request through :class:`BearerAuth`, so it never sits in the
+client's default headers and is never sent to the video download host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+import urllib.request
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from i2v.api.downloads import DownloadRules
+from i2v.api.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
+from i2v.api.settings import ApiSettings, Secret
+from i2v.api.transport import PooledTransport
+from i2v.errors import (
+    ApiError,
+    AuthError,
+    BadResponse,
+    DownloadError,
+    DownloadRefused,
+    I2VError,
+    OutOfCredits,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    TransportError,
+)
+
+_MAX_MESSAGE = 600
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>`` from a :class:`Secret`."""
+
+    def __init__(self, key: Secret) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.key.reveal()}"
+        yield request
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer about a generation job."""
+
+    id: str
+    status: str
+    video_url: str | None = None
+    error_name: str | None = None
+    error_message: str | None = None
+    credits_used: float | None = None
+    #: Seconds the request waited for a free connection before it was sent: the answer
+    #: tells the job's state at some moment after that wait, not before it.
+    queued_s: float = 0.0
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in RUNNING_STATUSES
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status == COMPLETED_STATUS
+
+    @property
+    def is_failed(self) -> bool:
+        """The job ended without a video (``error``, or another word for the same end)."""
+        return self.status in FAILED_STATUSES
+
+
+#: Connections to the API. A poll or create takes milliseconds, so a few connections
+#: serve thousands of jobs; httpcore looks over every pooled connection (and, for every
+#: request queued inside it, over them again) each time a request starts or ends, so its
+#: cost per request grows with the square of the pool. Requests beyond the pool wait in
+#: :class:`VideoApi`'s gate, where waiting is free.
+API_CONNECTIONS = 8
+
+
+def make_http_client(
+    settings: ApiSettings, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = API_CONNECTIONS
+) -> httpx.AsyncClient:
+    """An HTTP client for API calls (or, with ``max_connections`` of the transfers, downloads).
+
+    Pooled, with finite timeouts for every network step. Waiting for a pooled connection
+    is not a failure, so that wait has no limit; callers keep it short by never asking
+    for more connections at once than the pool holds (see :data:`API_CONNECTIONS`).
+    """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport is None and not _proxied():
+        transport = PooledTransport(limits)
+    return httpx.AsyncClient(
+        base_url=settings.base_url,
+        # httpx honours HTTP(S)_PROXY and NO_PROXY only with the transports it builds itself.
+        transport=transport,
+        limits=limits,
+        timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
+        headers={"User-Agent": "i2v-pipeline"},
+        # API calls are never redirected; downloads follow theirs one checked hop at a time.
+        follow_redirects=False,
+    )
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
+
+
+class ConnectionGate:
+    """Requests sent at once, at most ``size``; creates waiting go before polls waiting.
+
+    A create held back leaves one of the provider's slots idle for as long as it waits,
+    while a poll held back mostly asks about a job that is still running: when jobs
+    finish in waves, the creates that refill their slots must not queue behind the
+    polls of the wave. Within each kind, first come, first served.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    @asynccontextmanager
+    async def slot(self, *, first: bool) -> AsyncIterator[None]:
+        """Hold one of the connections; ``first``: ahead of every waiting request that is not."""
+        await self._acquire(first)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, first: bool) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if first else 1]
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a slot just as it was cancelled: pass the slot on.
+                self._release()
+            else:
+                queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
+class VideoApi:
+    """Create and fetch generations on one API base URL."""
+
+    def __init__(self, http: httpx.AsyncClient, api_key: Secret, *, concurrency: int = API_CONNECTIONS) -> None:
+        """``concurrency``: requests sent at once, at most the client's pooled connections."""
+        self._http = http
+        self._auth = BearerAuth(api_key)
+        self._gate = ConnectionGate(concurrency)
+
+    async def aclose(self) -> None:
+        """Close the client it was given (the API's connections)."""
+        await self._http.aclose()
+
+    async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
+        """Start a generation. Not idempotent: see :func:`i2v.engine.retry.is_safe_to_resubmit`."""
+        with self._without_key():
+            data, queued_s = await self._send("POST", route.path, first=True, json=dict(body))
+            return _parse_generation(data, what="create", queued_s=queued_s)
+
+    async def fetch(self, route: Route, generation_id: str) -> Generation:
+        """The job's current status, and its video URL once completed."""
+        with self._without_key():
+            data, queued_s = await self._send("GET", route.path, first=False, params={"generation_id": generation_id})
+            return _parse_generation(data, what="fetch", queued_s=queued_s)
+
+    @contextmanager
+    def _without_key(self) -> Iterator[None]:
+        """Errors quote the server's words, and a server may quote the key it was sent: mask it."""
+        try:
+            yield
+        except I2VError as exc:
+            key = self._auth.key.reveal()
+            if key and key in exc.message:
+                exc.message = exc.message.replace(key, "****")
+                exc.args = (exc.message,)
+            raise
+
+    async def _send(self, method: str, path: str, *, first: bool, **kwargs: Any) -> tuple[Any, float]:
+        """The answer's JSON, and how long the request waited in the gate before it was sent."""
+        queued_at = time.monotonic()
+        try:
+            async with self._gate.slot(first=first):
+                queued_s = time.monotonic() - queued_at
+                response = await self._http.request(method, path, auth=self._auth, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {path}: no answer ({type(exc).__name__}: {exc})", sent=True) from exc
+        if response.is_success:
+            try:
+                return response.json(), queued_s
+            except ValueError as exc:
+                raise BadResponse(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
+        raise error_from_response(response)
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Translate an error answer into the exception tree, keeping the server's message."""
+    status = response.status_code
+    message, request_id = _error_details(response)
+    where = f"{response.request.method} {response.request.url.path}"
+    text = f"{where}: HTTP {status}: {message}"
+    if status == 401:
+        return AuthError(text, status=status, request_id=request_id)
+    if status == 403:
+        return OutOfCredits(text, status=status, request_id=request_id)
+    if status == 429:
+        return RateLimited(
+            text,
+            status=status,
+            request_id=request_id,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500:
+        return ServerError(text, status=status, request_id=request_id)
+    return RequestRejected(text, status=status, request_id=request_id)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_details(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error") or body
+        if isinstance(message, list):
+            message = "; ".join(str(part) for part in message)
+        request_id = body.get("requestId")
+        return _clip(str(message)), str(request_id) if request_id else None
+    text = response.text.strip() or response.reason_phrase
+    return _clip(text), None
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _parse_generation(data: Any, *, what: str, queued_s: float) -> Generation:
+    if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
+        raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
+    video = data.get("video")
+    video_url = video.get("url") if isinstance(video, dict) else None
+    error = data.get("error")
+    error_name = error_message = None
+    if isinstance(error, dict):
+        error_name = _str_or_none(error.get("name"))
+        error_message = _str_or_none(error.get("message"))
+    elif error:
+        error_message = str(error)
+    usage = (data.get("meta") or {}).get("usage") or {}
+    credits = usage.get("credits_used", usage.get("tokens_used")) if isinstance(usage, dict) else None
+    return Generation(
+        id=str(data["id"]),
+        status=data["status"].strip().lower(),
+        video_url=_str_or_none(video_url),
+        error_name=error_name,
+        error_message=_clip(error_message) if error_message else None,
+        credits_used=float(credits) if isinstance(credits, (int, float)) else None,
+        queued_s=queued_s,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+@asynccontextmanager
+async def open_download(
+    http: httpx.AsyncClient, url: str, *, rules: DownloadRules | None = None, chunk_size: int = 1 << 20
+) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    """Stream a finished video: yields (chunks, declared length). No API key is sent.
+
+    Redirects are followed here, not by the client, so that every hop meets ``rules``;
+    the stream stops with :class:`DownloadRefused` once it passes the size limit.
+    """
+    rules = rules or DownloadRules()
+    try:
+        response = await _follow(http, url, rules)
+        try:
+            if not response.is_success:
+                await response.aread()
+                message, _ = _error_details(response)
+                raise DownloadError(
+                    f"download answered HTTP {response.status_code}: {message}", status=response.status_code
+                )
+            length = response.headers.get("Content-Length")
+            declared = int(length) if length and length.isdigit() else None
+            if declared is not None:
+                rules.check_size(declared)
+
+            async def chunks() -> AsyncIterator[bytes]:
+                received = 0
+                # Pieces as they are read, joined once into a chunk of at least ``chunk_size``:
+                # httpx's own chunking copies every byte several times on its way.
+                pieces: list[bytes] = []
+                filled = 0
+                try:
+                    async for piece in response.aiter_bytes():
+                        received += len(piece)
+                        rules.check_size(received)
+                        pieces.append(piece)
+                        filled += len(piece)
+                        if filled >= chunk_size:
+                            yield b"".join(pieces)
+                            pieces, filled = [], 0
+                    if pieces:
+                        yield b"".join(pieces)
+                except httpx.TransportError as exc:
+                    raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
+
+            yield chunks(), declared
+        finally:
+            await response.aclose()
+    except httpx.TransportError as exc:
+        raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _follow(http: httpx.AsyncClient, url: str, rules: DownloadRules) -> httpx.Response:
+    """GET ``url``, following at most ``rules.max_redirects`` redirects that each pass ``rules``."""
+    for _ in range(rules.max_redirects + 1):
+        rules.check(url)
+        response = await http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
+        location = response.headers.get("Location") if response.is_redirect else None
+        if location is None:
+            return response
+        await response.aclose()
+        url = str(response.url.join(location))
+    raise DownloadRefused(f"the video URL redirected more than {rules.max_redirects} times")

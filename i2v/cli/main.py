@@ -1,0 +1,344 @@
+"""The ``i2v`` command: run the flow, serve the emulator, or run the demo.
+
+Prefect is imported only by the commands that run a flow, after the process has its
+defaults (a generous ephemeral-server start-up timeout, no analytics), so that
+``i2v emulator`` starts fast and ``i2v --help`` does not spin up a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from i2v.api.models import MODELS
+from i2v.api.settings import ApiSettings
+from i2v.cli import supervisor as watch
+from i2v.cli.arguments import build_parser, limits_given, row_defaults
+from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console
+from i2v.engine.spec import safe_label
+from i2v.errors import ConfigError, I2VError
+from i2v.inputs import preflight
+from i2v.inputs.sources import Opener, is_s3, opener_for
+from i2v.inputs.validation import RowSet, check_input, read_rows
+from i2v.limits import Limits
+from i2v.report.summary import Summary
+from i2v.storage.s3_client import endpoint_from_env, make_client
+
+if TYPE_CHECKING:
+    from orchestration.local_server import LocalServer
+
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "i2v",
+    # Prefect's client-side telemetry, on in interactive terminals only: no calls to a
+    # closed network, and no first-run notice printed over the progress bar.
+    "DO_NOT_TRACK": "1",
+}
+#: Set in the process that runs the flow, under an ``i2v run`` that watches it.
+_SUPERVISED = "I2V_SUPERVISED"
+DEMO_KEY = "demo-key-not-secret"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``i2v`` console script; returns the exit status."""
+    if os.environ.get(_SUPERVISED):
+        # Started by _supervise with these blocked (a child inherits its parent's mask).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, watch.FORWARDED)
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result: int = _HANDLERS[args.handler](args)
+        return result
+    except BrokenPipeError:
+        # The reader went away (`i2v validate ... | head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (I2VError, KeyboardInterrupt) as exc:
+        if args.debug:
+            raise
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(f"i2v: error: {message}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 2
+
+
+def _view(args: argparse.Namespace) -> View:
+    """How this run shows its progress; the watching process and the one running the flow agree on it."""
+    return choose_view(quiet=args.quiet, stream=sys.stderr)
+
+
+def _opener(uri: str) -> Opener:
+    """Local files, or S3 objects through a client from the usual AWS settings."""
+    return opener_for(uri, make_client(endpoint_from_env()) if is_s3(uri) else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Catch the usual mistakes before Prefect starts, so they read as one line.
+    ApiSettings.from_env()
+    check_input(args.input, model=args.model, format=args.format, opener=_opener(args.input))
+    limits = limits_given(args)
+    if not os.environ.get(_SUPERVISED):
+        return _supervise(args.argv, view=_view(args))
+    summary = _run_flow(
+        "generate_videos",
+        {
+            "input": args.input,
+            "dest": args.dest,
+            "model": args.model,
+            "api_path": args.api_path,
+            "resolution": args.resolution,
+            "duration": args.duration,
+            "aspect_ratio": args.aspect_ratio,
+            "negative_prompt": args.negative_prompt,
+            "seed": args.seed,
+            "max_in_flight": args.max_in_flight,
+            "poll_interval_s": args.poll_interval,
+            "job_timeout_s": args.job_timeout,
+            "rows_per_shard": args.rows_per_shard,
+            "rows_per_task": args.rows_per_task,
+            "retry": args.retry_failed,
+            "resubmit_unknown": args.resubmit_unknown,
+            "max_failure_ratio": args.max_failure_ratio,
+            "max_credits": args.max_credits,
+            "limits": limits,
+            "input_format": args.format,
+        },
+        view=_view(args),
+    )
+    return _exit_status(summary)
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    ApiSettings.from_env()
+    if not os.environ.get(_SUPERVISED):
+        return _supervise(args.argv, view=_view(args))
+    summary = _run_flow(
+        "rerun_failed",
+        {
+            "manifest": args.manifest,
+            "select": args.select,
+            "kinds": args.kind or None,
+            "include_unknown": args.include_unknown,
+            "max_in_flight": args.max_in_flight,
+            "poll_interval_s": args.poll_interval,
+            "job_timeout_s": args.job_timeout,
+            "max_failure_ratio": args.max_failure_ratio,
+            "max_credits": args.max_credits,
+        },
+        view=_view(args),
+    )
+    return _exit_status(summary)
+
+
+def _exit_status(summary: Summary | None) -> int:
+    if summary is None:
+        return 130  # halted by a signal; the watching process reports which
+    return 0 if summary.failed == 0 else 1
+
+
+def _supervise(argv: list[str], *, view: View) -> int:
+    """Run this command again in a child process of its own session, and watch it.
+
+    A terminal's Ctrl-C reaches every process of the foreground group, Prefect's own server
+    among them; in a session of its own the run keeps that server while it stops cleanly.
+    This process then becomes :mod:`i2v.cli.supervisor`, which passes the run signals and exits
+    with its status. Returns only if that program cannot be started (then it watches the
+    run itself, the same way).
+    """
+    env = {**os.environ, _SUPERVISED: "1"}
+    command = [sys.executable, "-m", "i2v.cli.main", *argv]
+    # Blocked until the watcher's handlers are in place, so a signal meanwhile is held, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, watch.FORWARDED)
+    child = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603 - this very command again
+    program = [sys.executable, "-S", watch.__file__, str(child.pid), view]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.execv(sys.executable, program)  # noqa: S606 - the interpreter running this, on a file of this package
+    return watch.watch(child.pid, bar=view == "bar")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from i2v.emulator.config import EmulatorConfig
+    from i2v.emulator.server import running_emulator
+
+    # Full size: a scaled-down video would carry a resolution note in the manifest's mismatch column.
+    config = EmulatorConfig(api_key=DEMO_KEY, generation_seconds=args.generation_seconds, short_side=None)
+    with running_emulator(config) as base_url:
+        # The demo talks to its own emulator whatever the shell has configured.
+        os.environ["AIMLAPI_BASE_URL"] = base_url
+        os.environ["AIMLAPI_API_KEY"] = DEMO_KEY
+        print(f"emulator listening on {base_url}")
+        params = {
+            "input": args.csv,
+            "dest": args.dest,
+            "poll_interval_s": 1.0,
+            "job_timeout_s": 300.0,
+            "max_in_flight": 8,
+        }
+        _run_flow("generate_videos", params, view=choose_view(quiet=False, stream=sys.stderr))
+    # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
+    return 0
+
+
+def _run_flow(name: str, params: dict[str, Any], *, view: View) -> Summary | None:
+    """Run one flow in this process; print the totals, the first failures and where the manifest is.
+
+    ``view`` says how the run shows its progress as it goes (see :mod:`i2v.cli.progress_view`).
+    Returns None when a SIGINT halted the run (a second one exits at once).
+    """
+    for setting, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(setting, value)
+    from orchestration.local_server import start_local_server
+
+    # Started first: Prefect's server boots while the flow's modules import.
+    return _run_flow_on(start_local_server(), name, params, view=view)
+
+
+def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view: View) -> Summary | None:
+    from prefect import State
+
+    from flows.generate import generate_videos
+    from flows.rerun import rerun_failed
+    from i2v.inputs.from_manifest import split_manifest_uri
+    from i2v.manifest.merged import ROOT
+    from i2v.manifest.run_table import summarize
+    from i2v.report.summary import console_summary
+    from orchestration import resources
+
+    flow = {"generate_videos": generate_videos, "rerun_failed": rerun_failed}[name]
+    run = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
+    params = {**{k: v for k, v in params.items() if v is not None}, "run_name": run}
+    halted: list[str] = []
+    if view == "quiet":
+        quiet_console()
+    shown = LiveBar(resources.progress_reader(safe_label(run)), sys.stderr) if view == "bar" else None
+
+    async def watched() -> State[Any]:
+        def halt() -> None:
+            if halted:
+                os._exit(130)
+            halted.append("SIGINT")
+            if shown is not None:
+                shown.stopping("i2v: stopping: no new jobs are sent; signal again to stop at once")
+            resources.halt_all("stopped by a signal")
+
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread: no signals
+            loop.add_signal_handler(signal.SIGINT, halt)
+        state: State[Any] = await flow(**params, return_state=True)  # type: ignore[operator]
+        return state
+
+    server.wait_ready()
+    with shown or contextlib.nullcontext():
+        state = asyncio.run(watched())
+    result = state.result(raise_on_failure=False)
+    dest_uri = params["dest"] if "dest" in params else split_manifest_uri(params["manifest"])[0]
+    dest = resources.destination(dest_uri)
+    own = f"runs/{run}/manifest.parquet"
+    summary = Summary(**result) if isinstance(result, dict) else summarize(dest, own)
+    if summary.total:
+        if view != "quiet":  # a gap after the log lines or bar above
+            print()
+        print(console_summary(summary, manifest_uri=dest.uri_for(own)))
+        print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
+    if halted:
+        return None
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, dict):
+        raise RuntimeError(f"the flow ended in state {state.name}: {state.message}")
+    return summary
+
+
+def _models(args: argparse.Namespace) -> int:
+    for spec in MODELS.values():
+        print(f"{spec.name}  ({spec.summary})")
+        for route in spec.routes.values():
+            marker = " (default)" if route.name == spec.default_route else ""
+            print(f"  {route.name}{marker}: POST {route.path}")
+            for name, param in route.params.items():
+                choices = f" one of {', '.join(map(str, param.choices))}" if param.choices else ""
+                default = f", default {param.default}" if param.default is not None else ""
+                print(f"    {name}: {param.type}{choices}{default}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if args.concurrency < 1 or args.timeout <= 0:
+        raise ConfigError("--concurrency must be at least 1 and --timeout more than 0")
+
+    async def checked(rows: RowSet) -> preflight.Validation:
+        if args.no_network:
+            return await preflight.validate(args.input, rows, http=None)
+        async with preflight.image_client(timeout_s=args.timeout, concurrency=args.concurrency) as http:
+            return await preflight.validate(args.input, rows, http=http, concurrency=args.concurrency)
+
+    def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
+        result = asyncio.run(checked(rows))
+        return result.as_dict(), preflight.validation_text(result), result.ok
+
+    return _preflight(args, report)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
+        result = preflight.estimate(args.input, rows)
+        return result.as_dict(), preflight.estimate_text(result), not result.invalid
+
+    return _preflight(args, report)
+
+
+def _preflight(args: argparse.Namespace, report: Callable[[RowSet], tuple[dict[str, Any], str, bool]]) -> int:
+    """Read the input as ``i2v run`` would, print ``report``'s table or JSON; 0 if it found nothing wrong, else 1."""
+    try:
+        rows = read_rows(
+            args.input,
+            model=args.model,
+            route=args.api_path,
+            defaults=row_defaults(args),
+            limits=Limits(**limits_given(args)),
+            format=args.format,
+            opener=_opener(args.input),
+        )
+    except I2VError as exc:
+        if args.json:  # a JSON reader gets a document too; the one-line error still goes to stderr
+            print(json.dumps({"input": args.input, "ok": False, "error": str(exc)}))
+        raise
+    document, text, ok = report(rows)
+    print(json.dumps(document, indent=2, ensure_ascii=False) if args.json else text)
+    return 0 if ok else 1
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from i2v.emulator import cli as emulator_cli
+
+    return emulator_cli.run(args)
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "rerun": _rerun,
+    "demo": _demo,
+    "models": _models,
+    "validate": _validate,
+    "estimate": _estimate,
+    "emulator": _emulator,
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

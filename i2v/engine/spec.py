@@ -1,0 +1,138 @@
+"""What a run is: its settings, as plain data that can travel to another worker.
+
+A :class:`RunSpec` is everything a shard needs to do its part of a run, here or in a
+child flow run on another machine. It holds no secret: the API key and clients come
+from each process's own environment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from i2v.api.downloads import DownloadRules
+from i2v.api.models import DEFAULT_MODEL, RouteName
+from i2v.errors import ConfigError, I2VError
+from i2v.limits import Limits
+from i2v.outcomes import RowOutcome
+
+#: Rows per shard unless asked otherwise: a shard's rows and outcomes are held in memory
+#: while it runs, and it is the unit a Prefect flow run tracks.
+DEFAULT_ROWS_PER_SHARD = 1000
+#: Shards of one run in progress at once in a process; two keep the provider busy across
+#: a shard's tail while bounding memory to two shards.
+SHARDS_AT_ONCE = 2
+#: Task runs each shard's rows are split into (each costs Prefect ~30 ms of CPU).
+TASKS_PER_SHARD = 16
+DEFAULT_MAX_IN_FLIGHT = 16
+
+_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+RetryPolicy = Literal["retryable", "all"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run's settings: what to read, where to write, how to treat the provider."""
+
+    name: str
+    input: str
+    dest: str
+    model: str = DEFAULT_MODEL
+    api_path: RouteName | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    poll_interval_s: float = 10.0
+    job_timeout_s: float = 900.0
+    rows_per_task: int | None = None
+    #: Which failures of earlier runs to try again: ``retryable`` ones, or ``all``.
+    retry: RetryPolicy = "retryable"
+    resubmit_unknown: bool = False
+    max_failure_ratio: float | None = None
+    max_credits: float | None = None
+    limits: Limits = field(default_factory=Limits)
+    #: ``csv``, ``jsonl`` or ``parquet``; None: from the input's extension.
+    input_format: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        if self.poll_interval_s <= 0:
+            raise ConfigError(f"poll_interval_s must be positive, got {self.poll_interval_s}")
+        if self.job_timeout_s <= 0:
+            raise ConfigError(f"job_timeout_s must be positive, got {self.job_timeout_s}")
+        if self.rows_per_task is not None and self.rows_per_task < 1:
+            raise ConfigError(f"rows_per_task must be at least 1, got {self.rows_per_task}")
+        if self.max_failure_ratio is not None and not 0 <= self.max_failure_ratio <= 1:
+            raise ConfigError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
+        if self.max_credits is not None and self.max_credits < 0:
+            raise ConfigError(f"max_credits must not be negative, got {self.max_credits}")
+        if self.retry not in ("retryable", "all"):
+            raise ConfigError(f"retry must be 'retryable' or 'all', got {self.retry!r}")
+
+    def batch_size(self, shard_rows: int) -> int:
+        """Rows per task run for a shard: one for small shards, so few task runs for large ones."""
+        if self.rows_per_task is not None:
+            return self.rows_per_task
+        return max(1, math.ceil(shard_rows / TASKS_PER_SHARD))
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The values that were given: a flow's optional row defaults, without the Nones."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def run_name(label: str | None, *, now: float | None = None) -> str:
+    """A run's folder name under ``runs/``: a UTC timestamp and a label, safe as a key.
+
+    The timestamp comes first, so runs sort by when they started.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{stamp}-{safe_label(label)}"
+
+
+def safe_label(label: str | None) -> str:
+    """``label`` reduced to letters, digits, '.', '_' and '-' (a run name given by a caller)."""
+    return (_NAME.sub("-", label or "local").strip("-.") or "local")[:60]
+
+
+def batches(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` cut into consecutive lists of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class RowsUnfinished(I2VError):
+    """Some rows of a batch failed on something transient; trying the batch again may finish them."""
+
+    kind = "unfinished"
+    retryable = True
+
+    def __init__(self, outcomes: Sequence[RowOutcome]) -> None:
+        first = outcomes[0]
+        super().__init__(
+            f"{len(outcomes)} row(s) unfinished, first row {first.row_index}: {first.error_kind}: {first.error_message}"
+        )
+        self.outcomes = list(outcomes)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How one run treats its rows."""
+
+    run: str
+    job_timeout_s: float = 900.0
+    #: Videos being downloaded at once (each holds at most a part buffer and a spool file).
+    max_transfers: int = 8
+    #: Which failures of earlier runs a run tries again: those that may pass another
+    #: time, or every one (a content-moderation verdict too).
+    retry: RetryPolicy = "retryable"
+    #: Send again a create whose earlier outcome is unknown (it may be paid twice).
+    resubmit_unknown: bool = False
+    max_failure_ratio: float | None = None
+    max_credits: float | None = None
+    #: Which video URLs are followed and how large a video may be.
+    downloads: DownloadRules = field(default_factory=DownloadRules)

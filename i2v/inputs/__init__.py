@@ -1,0 +1,10 @@
+"""Inputs: from a CSV, JSON Lines or Parquet file (a path or S3) to validated rows with stable keys.
+
+Where an input is read from (:mod:`~i2v.inputs.sources`), its records and shards
+(:mod:`~i2v.inputs.csv_reader`, :mod:`~i2v.inputs.jsonl_parquet`), each row checked and
+keyed (:mod:`~i2v.inputs.validation`), safe output names (:mod:`~i2v.inputs.safe_names`),
+what an input would do before it is paid for (:mod:`~i2v.inputs.preflight`) and rows
+rebuilt from a manifest for a re-run (:mod:`~i2v.inputs.from_manifest`). It may import
+:mod:`i2v.api` (the models a row may name), :mod:`i2v.storage` (a manifest's
+destination), :mod:`i2v.report` (pre-flight tables), errors and limits.
+"""
