@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 from prefect import State, flow, get_run_logger, runtime
@@ -37,9 +38,9 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import AwaitingRetry, Failed
 from pydantic_core import to_jsonable_python
 
+from flows.parameters import takes_run_settings
 from flows.shard import generate_shard
-from i2v.api.models import DEFAULT_MODEL
-from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, RunSpec, given, run_name
+from i2v.engine.spec import RunSettings, RunSpec, run_name
 from i2v.errors import Stopped
 from i2v.inputs.shards import InputPlan, Shard
 from orchestration import resources
@@ -69,55 +70,27 @@ async def fanout_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> dic
 
 
 @flow(name="fanout", validate_parameters=True)
+@takes_run_settings()
 async def fanout(
     input: str,
     dest: str,
-    model: str = DEFAULT_MODEL,
-    api_path: Literal["universal", "legacy"] | None = None,
-    resolution: str | None = None,
-    duration: int | None = None,
-    aspect_ratio: str | None = None,
-    negative_prompt: str | None = None,
-    seed: int | None = None,
-    enhance_prompt: bool | None = None,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    poll_interval_s: float = 10.0,
-    job_timeout_s: float = 900.0,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    rows_per_task: int | None = None,
+    *,
+    settings: RunSettings,
     shard_deployment: str = SHARD_DEPLOYMENT,
     check_every_s: float = 5.0,
 ) -> dict[str, Any] | State[Any]:
     """Generate one video per input row, one child flow run per shard, on every worker of the pool.
 
     Parameters are those of ``generate-videos``; ``max_in_flight`` applies to each child
-    (the global concurrency limit caps them together). ``shard_deployment`` names the
-    deployment children run as; ``check_every_s`` is how often the parent looks at them.
+    (the global concurrency limit caps them together) and ``max_credits`` is shared out
+    among the shards by their rows. ``shard_deployment`` names the deployment children
+    run as; ``check_every_s`` is how often the parent looks at them.
     """
     started = time.monotonic()
     logger = get_run_logger()
-    defaults = given(
-        resolution=resolution,
-        duration=duration,
-        aspect_ratio=aspect_ratio,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        enhance_prompt=enhance_prompt,
-    )
-    run = RunSpec(
-        name=await _stable_run_name(),
-        input=input,
-        dest=dest,
-        model=model,
-        api_path=api_path,
-        defaults=defaults,
-        max_in_flight=max_in_flight,
-        poll_interval_s=poll_interval_s,
-        job_timeout_s=job_timeout_s,
-        rows_per_task=rows_per_task,
-    )
+    run = settings.spec(name=await _stable_run_name(), input=input, dest=dest)
     await check_shared_limit()
-    input_plan = await plan_input(run, rows_per_shard)
+    input_plan = await plan_input(run, settings.rows_per_shard)
     children = await _start_children(run, input_plan, shard_deployment)
     logger.info("run %s: %d shard(s) started as child flow runs of %s", run.name, len(children), shard_deployment)
     ended = await _wait(children, check_every_s)
@@ -149,14 +122,13 @@ async def _stable_run_name() -> str:
 async def _start_children(run: RunSpec, input_plan: InputPlan, deployment: str) -> list[FlowRun]:
     """One child flow run per shard, created once per run and shard whatever retries the parent."""
     turns = asyncio.Semaphore(STARTS_AT_ONCE)
-    spec = to_jsonable_python(run)
 
     async def start(shard: Shard) -> FlowRun:
         async with turns:
             child = await arun_deployment(
                 deployment,
                 parameters={
-                    "run": spec,
+                    "run": to_jsonable_python(shard_share(run, shard, input_plan.total_rows)),
                     "input_plan": to_jsonable_python(input_plan.only(shard)),
                     "shard": to_jsonable_python(shard),
                 },
@@ -209,6 +181,17 @@ async def _wait(children: Sequence[FlowRun], every_s: float) -> dict[UUID, FlowR
             if pending:
                 await asyncio.sleep(every_s)
     return ended
+
+
+def shard_share(run: RunSpec, shard: Shard, total_rows: int) -> RunSpec:
+    """The run as one shard runs it: with its share of the spending cap, by rows.
+
+    Each child's admission control judges its own spend, so a cap over the whole run is
+    kept by giving each shard no more than its rows' part of it.
+    """
+    if run.max_credits is None or total_rows == 0:
+        return run
+    return replace(run, max_credits=run.max_credits * shard.rows / total_rows)
 
 
 def _completed(run: FlowRun) -> bool:

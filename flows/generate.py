@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal
+from typing import Any
 
 from prefect import State, flow, runtime
 
+from flows.parameters import takes_run_settings
 from flows.shard import generate_shard
-from i2v.api.models import DEFAULT_MODEL
 from i2v.engine.progress import Progress
-from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD, SHARDS_AT_ONCE, RunSpec, given, safe_label
+from i2v.engine.spec import SHARDS_AT_ONCE, RunSettings, RunSpec, safe_label
 from i2v.engine.spec import run_name as default_run_name
 from i2v.inputs.shards import InputPlan
-from i2v.limits import Limits
 from orchestration import progress_artifact as progress
 from orchestration import resources
 from orchestration.stop_states import stopped_state
@@ -31,30 +30,8 @@ from tasks.outputs import publish_manifest
 
 
 @flow(name="generate-videos", validate_parameters=True)
-async def generate_videos(
-    input: str,
-    dest: str,
-    model: str = DEFAULT_MODEL,
-    api_path: Literal["universal", "legacy"] | None = None,
-    resolution: str | None = None,
-    duration: int | None = None,
-    aspect_ratio: str | None = None,
-    negative_prompt: str | None = None,
-    seed: int | None = None,
-    enhance_prompt: bool | None = None,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    poll_interval_s: float = 10.0,
-    job_timeout_s: float = 900.0,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    rows_per_task: int | None = None,
-    retry: Literal["retryable", "all"] = "retryable",
-    resubmit_unknown: bool = False,
-    max_failure_ratio: float | None = None,
-    max_credits: float | None = None,
-    limits: Limits | None = None,
-    input_format: Literal["csv", "jsonl", "parquet"] | None = None,
-    run_name: str | None = None,
-) -> dict[str, Any] | State[Any]:
+@takes_run_settings()
+async def generate_videos(input: str, dest: str, *, settings: RunSettings) -> dict[str, Any] | State[Any]:
     """Generate one video per input row into ``dest`` (a folder or ``s3://bucket/prefix``).
 
     Row cells override the run defaults given here (``resolution``, ``duration``, ...),
@@ -73,33 +50,9 @@ async def generate_videos(
     flow run's name).
     """
     started = time.monotonic()
-    defaults = given(
-        resolution=resolution,
-        duration=duration,
-        aspect_ratio=aspect_ratio,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        enhance_prompt=enhance_prompt,
-    )
-    run = RunSpec(
-        name=safe_label(run_name) if run_name else default_run_name(runtime.flow_run.name),
-        input=input,
-        dest=dest,
-        model=model,
-        api_path=api_path,
-        defaults=defaults,
-        max_in_flight=max_in_flight,
-        poll_interval_s=poll_interval_s,
-        job_timeout_s=job_timeout_s,
-        rows_per_task=rows_per_task,
-        retry=retry,
-        resubmit_unknown=resubmit_unknown,
-        max_failure_ratio=max_failure_ratio,
-        max_credits=max_credits,
-        limits=limits or Limits(),
-        input_format=input_format,
-    )
-    input_plan = await plan_input(run, rows_per_shard)
+    name = safe_label(settings.run_name) if settings.run_name else default_run_name(runtime.flow_run.name)
+    run = settings.spec(name=name, input=input, dest=dest)
+    input_plan = await plan_input(run, settings.rows_per_shard)
     artifact = await progress.start_artifact(input_plan.total_rows)
     async with resources.engine(run, progress=Progress(total=input_plan.total_rows)) as engine:
         engine.order_shards()

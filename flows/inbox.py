@@ -21,27 +21,21 @@ from prefect import State, flow, get_run_logger, runtime
 from prefect.states import Failed
 
 from flows.generate import generate_videos
-from i2v.api.models import DEFAULT_MODEL
-from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
+from flows.parameters import takes_run_settings
+from i2v.engine.spec import RunSettings
 from i2v.storage.inbox_claims import INPUT_SUFFIXES
 from tasks.inbox import claim_file, fetch_input, list_waiting, mark_file_done
 
 
 @flow(name="inbox", validate_parameters=True)
+@takes_run_settings(without=("run_name", "input_format"))
 async def inbox(
-    inbox: str,
-    dest: str,
-    model: str = DEFAULT_MODEL,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    poll_interval_s: float = 10.0,
-    job_timeout_s: float = 900.0,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    max_files: int = 10,
-    max_claims: int = 3,
+    inbox: str, dest: str, max_files: int = 10, max_claims: int = 3, *, settings: RunSettings
 ) -> dict[str, Any] | State[Any]:
     """Process each CSV under ``inbox`` not done yet (at most ``max_files``), each into its own folder of ``dest``.
 
     A file whose run failed is tried again by a later tick, up to ``max_claims`` times.
+    The other parameters are those of ``generate-videos``, for every file's run.
     """
     logger = get_run_logger()
     me = str(runtime.flow_run.id)
@@ -59,16 +53,7 @@ async def inbox(
         logger.info("%s: claim %d is ours; generating into %s", name, claim.number, target)
         with tempfile.TemporaryDirectory(prefix="i2v-inbox-") as folder:
             path = await fetch_input(inbox, name, folder)
-            call: Any = generate_videos(
-                input=path,
-                dest=target,
-                model=model,
-                max_in_flight=max_in_flight,
-                poll_interval_s=poll_interval_s,
-                job_timeout_s=job_timeout_s,
-                rows_per_shard=rows_per_shard,
-                return_state=True,
-            )
+            call: Any = generate_videos(input=path, dest=target, **settings.parameters(), return_state=True)
             state: State[Any] = await call
         if state.is_completed():
             summary = await state.aresult()

@@ -8,35 +8,35 @@ live jobs and skips stored videos as any run does.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from prefect import State, flow, get_run_logger
 
 from flows.generate import generate_videos
-from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT
+from flows.parameters import takes_run_settings
+from i2v.engine.spec import RunSettings
 from i2v.inputs.from_manifest import Selection, kinds_of, split_manifest_uri
 from tasks.inputs import select_rows
 
 
 @flow(name="rerun-failed", validate_parameters=True)
+@takes_run_settings(without=("retry", "resubmit_unknown", "input_format"))
 async def rerun_failed(
     manifest: str,
     select: Literal["retryable", "failed"] = "retryable",
     kinds: list[str] | None = None,
     include_unknown: bool = False,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    poll_interval_s: float = 10.0,
-    job_timeout_s: float = 900.0,
-    max_failure_ratio: float | None = None,
-    max_credits: float | None = None,
-    run_name: str | None = None,
+    *,
+    settings: RunSettings,
 ) -> dict[str, Any] | State[Any]:
     """Run again chosen rows of ``manifest`` (a destination's or a run's ``manifest.parquet``).
 
     ``select`` chooses ``retryable`` failures, or every ``failed`` row; ``kinds`` narrows to
     those failure kinds; rows whose create may have been paid (``submit_unknown``) are
-    chosen only with ``include_unknown``.
+    chosen only with ``include_unknown``. The other parameters are those of
+    ``generate-videos``.
     """
     dest, key = split_manifest_uri(manifest)
     selection = Selection(select, kinds_of(kinds), include_unknown)
@@ -46,16 +46,8 @@ async def rerun_failed(
         if chosen == 0:
             get_run_logger().info("no row of %s is to run again", manifest)
             return {"total": 0, "completed": 0, "failed": 0, "skipped": 0}
+        chosen_again = replace(settings, retry="all", resubmit_unknown=include_unknown)
         result: dict[str, Any] | State[Any] = await generate_videos(
-            input=str(path),
-            dest=dest,
-            max_in_flight=max_in_flight,
-            poll_interval_s=poll_interval_s,
-            job_timeout_s=job_timeout_s,
-            retry="all",
-            resubmit_unknown=include_unknown,
-            max_failure_ratio=max_failure_ratio,
-            max_credits=max_credits,
-            run_name=run_name,
+            input=str(path), dest=dest, **chosen_again.parameters()
         )
     return result

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from i2v.api.models import MODELS
 from i2v.api.settings import ApiSettings
@@ -239,8 +239,9 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread: no signals
             loop.add_signal_handler(signal.SIGINT, halt)
-        state: State[Any] = await flow(**params, return_state=True)  # type: ignore[operator]
-        return state
+        # return_state=True makes the call return its State; the flows' signatures (built
+        # from RunSettings) hide that overload from the type checker.
+        return cast("State[Any]", await flow(**params, return_state=True))
 
     server.wait_ready()
     with shown or contextlib.nullcontext():

@@ -81,6 +81,74 @@ class RunSpec:
         return max(1, math.ceil(shard_rows / TASKS_PER_SHARD))
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run treats its input, as every flow that runs an input takes it: one place for every setting.
+
+    Flows take these as flat parameters (``-p max_credits=1000``), see
+    :func:`flows.parameters.takes_run_settings`; :meth:`spec` turns them into the run's
+    :class:`RunSpec`, which checks every value once.
+    """
+
+    model: str = DEFAULT_MODEL
+    api_path: RouteName | None = None
+    resolution: str | None = None
+    duration: int | None = None
+    aspect_ratio: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    enhance_prompt: bool | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    poll_interval_s: float = 10.0
+    job_timeout_s: float = 900.0
+    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD
+    rows_per_task: int | None = None
+    retry: RetryPolicy = "retryable"
+    resubmit_unknown: bool = False
+    max_failure_ratio: float | None = None
+    max_credits: float | None = None
+    limits: Limits | None = None
+    input_format: Literal["csv", "jsonl", "parquet"] | None = None
+    run_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows_per_shard < 1:
+            raise ConfigError(f"rows_per_shard must be at least 1, got {self.rows_per_shard}")
+        self.spec(name="check", input="", dest="")
+
+    def parameters(self) -> dict[str, Any]:
+        """The settings by name, as a flow taking them is called."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def spec(self, *, name: str, input: str, dest: str) -> RunSpec:
+        """The run's spec under ``name``; raises :class:`ConfigError` for a value out of range."""
+        return RunSpec(
+            name=name,
+            input=input,
+            dest=dest,
+            model=self.model,
+            api_path=self.api_path,
+            defaults=given(
+                resolution=self.resolution,
+                duration=self.duration,
+                aspect_ratio=self.aspect_ratio,
+                negative_prompt=self.negative_prompt,
+                seed=self.seed,
+                enhance_prompt=self.enhance_prompt,
+            ),
+            max_in_flight=self.max_in_flight,
+            poll_interval_s=self.poll_interval_s,
+            job_timeout_s=self.job_timeout_s,
+            rows_per_task=self.rows_per_task,
+            retry=self.retry,
+            resubmit_unknown=self.resubmit_unknown,
+            max_failure_ratio=self.max_failure_ratio,
+            max_credits=self.max_credits,
+            limits=self.limits or Limits(),
+            input_format=self.input_format,
+        )
+
+
 def given(**values: Any) -> dict[str, Any]:
     """The values that were given: a flow's optional row defaults, without the Nones."""
     return {name: value for name, value in values.items() if value is not None}
