@@ -6,7 +6,11 @@ server ``PREFECT_API_URL`` names. Running it again updates everything in place.
 1. The process work pool ``i2v`` (created if missing).
 2. The global concurrency limit every worker's admission control shares (created, or
    its size updated): ``I2V_CONCURRENCY_LIMIT`` slots named, ``I2V_PROVIDER_SLOTS`` big.
-3. ``prefect --no-prompt deploy`` of every deployment in ``prefect.yaml`` whose flow
+3. The automation that marks a flow run of these deployments Crashed once its
+   heartbeats stop for ``I2V_LOST_AFTER_S`` (its worker machine was lost): a fan-out
+   then runs the lost shard again on another worker. Flow runs send a heartbeat every
+   ``I2V_HEARTBEAT_S`` (the deployments' job variables).
+4. ``prefect --no-prompt deploy`` of every deployment in ``prefect.yaml`` whose flow
    file exists, with the deploy-time values below in its environment.
 
 Settings (environment; all optional):
@@ -20,6 +24,8 @@ Settings (environment; all optional):
 ``I2V_INBOX``               (schedule inactive)  the inbox: ``s3://bucket/prefix`` or a folder
 ``I2V_INBOX_DEST``          (schedule inactive)  where each inbox file's outputs go
 ``I2V_INBOX_CRON``          ``*/5 * * * *``      how often the inbox is looked at (UTC)
+``I2V_HEARTBEAT_S``         ``30``               seconds between a flow run's heartbeats (30 at least)
+``I2V_LOST_AFTER_S``        ``90``               heartbeats missing this long: the run is Crashed
 ==========================  ===================  ==============================================
 
 A schedule is active only when both its input and destination are given, so a first
@@ -33,11 +39,16 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
@@ -49,7 +60,25 @@ DEFAULTS = {
     "I2V_PROVIDER_SLOTS": "16",
     "I2V_NIGHTLY_CRON": "0 2 * * *",
     "I2V_INBOX_CRON": "*/5 * * * *",
+    "I2V_HEARTBEAT_S": "30",
+    "I2V_LOST_AFTER_S": "90",
 }
+#: The automation that crashes flow runs whose worker was lost; the tag every deployment carries.
+LOST_RUNS = "i2v: crash flow runs whose worker was lost"
+TAG = "i2v"
+#: Names of the states a run of this project may end in, or wait in to run again.
+ENDED_NAMES = (
+    "Completed",
+    "Completed with failures",
+    "Cached",
+    "Failed",
+    "TimedOut",
+    "Cancelled",
+    "Crashed",
+    "AwaitingRetry",
+)
+#: Prefect's shortest heartbeat interval.
+MIN_HEARTBEAT_S = 30
 #: Schedule → (its input setting, its destination setting, placeholders when not given).
 SCHEDULES = {
     "NIGHTLY": ("I2V_NIGHTLY_INPUT", "I2V_NIGHTLY_DEST", ("data/sample.csv", "out/nightly")),
@@ -95,6 +124,49 @@ async def set_up_server(limit_name: str, slots: int) -> None:
         print(f"global concurrency limit {limit_name!r}: {slots} slot(s)")
 
 
+def lost_run_automation(lost_after_s: float) -> AutomationCore:
+    """Flow runs tagged ``i2v`` with no heartbeat (nor end) for ``lost_after_s`` become Crashed.
+
+    Prefect's documented zombie-run automation, scoped to this project's runs: a run
+    whose process died with its machine stays Running for ever otherwise, and nothing
+    (not a retry, not a cancel) can move it on.
+    """
+    return AutomationCore(
+        name=LOST_RUNS,
+        description="A flow run of i2v-pipeline whose heartbeats stopped: its worker machine was lost.",
+        trigger=EventTrigger(
+            # A run being cancelled whose machine is gone must not wait in Cancelling for ever.
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Cancelling"},
+            # State events are named after the state's name, not its type: every final name
+            # a run of this project can end with, and a run scheduled again.
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{name}" for name in ENDED_NAMES)},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.id": f"prefect.tag.{TAG}", "prefect.resource.role": "tag"}
+            ),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=lost_after_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {lost_after_s:g} s: its worker was lost",
+            )
+        ],
+    )
+
+
+async def set_up_lost_run_detection(lost_after_s: float) -> None:
+    """The lost-run automation, replaced if it exists (so a new ``I2V_LOST_AFTER_S`` takes effect)."""
+    async with get_client() as client:
+        for existing in await client.read_automations_by_name(LOST_RUNS):
+            await client.delete_automation(existing.id)
+        await client.create_automation(lost_run_automation(lost_after_s))
+    print(f"automation {LOST_RUNS!r}: runs without a heartbeat for {lost_after_s:g} s become Crashed")
+
+
 def main() -> int:
     """Set everything up; returns the exit status of ``prefect deploy``."""
     if not os.environ.get("PREFECT_API_URL"):
@@ -106,7 +178,20 @@ def main() -> int:
     except ValueError:
         print(f"I2V_PROVIDER_SLOTS must be a whole number, got {env['I2V_PROVIDER_SLOTS']!r}", file=sys.stderr)
         return 2
+    try:
+        heartbeat_s, lost_after_s = int(env["I2V_HEARTBEAT_S"]), float(env["I2V_LOST_AFTER_S"])
+    except ValueError:
+        print("I2V_HEARTBEAT_S and I2V_LOST_AFTER_S must be numbers of seconds", file=sys.stderr)
+        return 2
+    if heartbeat_s < MIN_HEARTBEAT_S or lost_after_s <= heartbeat_s:
+        print(
+            f"I2V_HEARTBEAT_S must be at least {MIN_HEARTBEAT_S} and I2V_LOST_AFTER_S above it,"
+            f" got {heartbeat_s} and {lost_after_s:g}",
+            file=sys.stderr,
+        )
+        return 2
     asyncio.run(set_up_server(env["I2V_CONCURRENCY_LIMIT"], slots))
+    asyncio.run(set_up_lost_run_detection(lost_after_s))
     ready, missing = deployable(REPO / "prefect.yaml")
     for name in missing:
         print(f"deployment {name!r}: skipped, its flow file is not in this checkout yet", file=sys.stderr)

@@ -24,7 +24,7 @@ from i2v.engine.spec import run_name as default_run_name
 from i2v.inputs.shards import InputPlan
 from orchestration import progress_artifact as progress
 from orchestration import resources
-from orchestration.stop_states import stopped_state
+from orchestration.stop_states import finished_state, stopped_state
 from tasks.inputs import plan_input
 from tasks.outputs import publish_manifest
 
@@ -65,7 +65,7 @@ async def generate_videos(input: str, dest: str, *, settings: RunSettings) -> di
     await progress.finish_artifact(artifact, summary)
     if engine.stopped is not None:
         return await stopped_state(engine.stopped, summary.skipped)
-    return summary.as_dict()
+    return finished_state(summary, summary.as_dict())
 
 
 async def _run_shards(run: RunSpec, input_plan: InputPlan) -> None:

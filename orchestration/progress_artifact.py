@@ -7,6 +7,8 @@ a request to the Prefect server, and a run of 100,000 rows must not make one per
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -23,9 +25,9 @@ PROGRESS_EVERY_S = 10.0
 PROGRESS_KEY = "i2v-progress"
 
 
-async def start_artifact(total: int) -> UUID:
-    """The run's progress artifact, at 0 % of ``total`` rows."""
-    return await acreate_progress_artifact(0.0, key=PROGRESS_KEY, description=f"0/{total} rows: starting")
+async def start_artifact(total: int, *, key: str | None = PROGRESS_KEY) -> UUID:
+    """The run's progress artifact, at 0 % of ``total`` rows (``key`` None: this flow run's only)."""
+    return await acreate_progress_artifact(0.0, key=key, description=f"0/{total} rows: starting")
 
 
 async def report(run_name: str, artifact: UUID) -> None:
@@ -53,6 +55,12 @@ async def finish_artifact(artifact: UUID, summary: Summary) -> None:
         elapsed_s=summary.wall_s or 0.0,
     )
     await _update(artifact, 100.0, f"done: {final.line()}")
+
+
+async def finish_counts(artifact: UUID, counts: Mapping[str, Any]) -> None:
+    """Bring ``artifact`` to 100 % with a shard's counts by status (what it returns)."""
+    statuses = ", ".join(f"{counts[name]} {name}" for name in ("completed", "failed", "skipped") if counts.get(name))
+    await _update(artifact, 100.0, f"done: {counts.get('rows', 0)} rows: {statuses or 'none'}")
 
 
 async def _update(artifact: UUID, percent: float, description: str) -> None:

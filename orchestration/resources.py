@@ -208,13 +208,15 @@ def _build(run: RunSpec, progress: Progress) -> Engine:
         max_credits=run.max_credits,
         downloads=DownloadRules.for_api(settings.base_url, max_bytes=run.limits.max_video_bytes),
     )
+    limiter = AdmissionLimiter(run.max_in_flight, gate=slots.from_env())
     return Engine(
         api=VideoApi(make_http_client(settings), settings.api_key),
         # A pool of its own, one connection per transfer: a slow download never holds up a poll.
         downloads=make_http_client(settings, max_connections=options.max_transfers),
         dest=destination(run.dest),
-        limiter=AdmissionLimiter(run.max_in_flight, gate=slots.from_env()),
-        pacer=PollPacer(run.poll_interval_s),
+        limiter=limiter,
+        # Jobs that may be done are looked at sooner while others wait for their slots.
+        pacer=PollPacer(run.poll_interval_s, pressure=limiter.pressed),
         offload=Offload(),
         options=options,
         progress=progress,

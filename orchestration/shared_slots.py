@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -40,11 +41,13 @@ log = logging.getLogger(__name__)
 #: Names the global concurrency limit every worker shares; unset means no shared limit.
 LIMIT_ENV = "I2V_CONCURRENCY_LIMIT"
 #: Seconds a slot's lease lasts without renewal (Prefect's minimum is 60).
-LEASE_S = 120.0
+LEASE_S = 60.0
 #: Longest wait between two tries for a slot while the limit is full. The server names a
 #: wait from how long slots are held (up to 30 s); shorter keeps the limit full.
 MAX_WAIT_S = 1.0
 _LOCKED = 423
+#: The limit counts as contended this long after it was last seen full.
+CONTENDED_S = 30.0
 
 
 def limit_name(env: dict[str, str] | None = None) -> str | None:
@@ -73,6 +76,16 @@ class GlobalLimitSlots:
         # row's, it would hold that batch's task run (its rows) to the end. The context here
         # is the one the engine was built in, which lasts the run anyway.
         self._context = contextvars.copy_context()
+        self._full_at: float | None = None
+
+    @property
+    def contended(self) -> bool:
+        """Whether the limit was full lately (a slot refused here, or every slot taken at the last look).
+
+        Others may then be waiting for a slot this process holds, so its finished jobs are
+        worth noticing sooner (see :meth:`~i2v.engine.admission.AdmissionLimiter.pressed`).
+        """
+        return self._full_at is not None and time.monotonic() - self._full_at < CONTENDED_S
 
     @property
     def held(self) -> int:
@@ -131,6 +144,7 @@ class GlobalLimitSlots:
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code != _LOCKED:
                     raise
+                self._full_at = time.monotonic()
                 return None, _wait(exc.response.headers.get("Retry-After"), self.max_wait_s)
         data = response.json()
         if not data.get("limits"):
@@ -173,6 +187,18 @@ class GlobalLimitSlots:
                         await client.renew_concurrency_lease(lease_id=lease, lease_duration=self.lease_s)
                 except Exception as exc:  # noqa: BLE001 - a lost lease costs accuracy, not the run
                     log.warning("concurrency limit %r: renewing a slot's lease failed: %s", self.name, exc)
+            await self._look_at_the_limit()
+
+    async def _look_at_the_limit(self) -> None:
+        """Note whether every slot of the limit is taken: other workers may be waiting for one."""
+        try:
+            async with get_client() as client:
+                limit = await client.read_global_concurrency_limit_by_name(self.name)
+        except Exception as exc:  # noqa: BLE001 - only the pace of polls depends on it
+            log.debug("concurrency limit %r: not read (%s)", self.name, exc)
+            return
+        if limit.active_slots >= limit.limit:
+            self._full_at = time.monotonic()
 
 
 def _wait(retry_after: str | None, longest: float) -> float:

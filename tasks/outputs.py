@@ -12,7 +12,7 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, 
 from prefect.cache_policies import NO_CACHE
 
 from i2v.engine.spec import RunSpec
-from i2v.inputs.shards import InputPlan
+from i2v.inputs.shards import InputPlan, Shard
 from i2v.manifest import merged
 from i2v.manifest import run_table as manifest
 from i2v.manifest import videofolder as export
@@ -21,6 +21,9 @@ from i2v.report import summary as report
 from i2v.report.page import ReportSummary, publish_report
 from i2v.storage.destination import Destination
 from orchestration import resources
+
+#: How long a link in an artifact opens its object (a presigned S3 URL: seven days at most).
+LINK_LIFETIME_S = 7 * 86_400
 
 
 @task(name="write-part", task_run_name="write-part-{shard}", cache_policy=NO_CACHE, persist_result=False)
@@ -72,12 +75,8 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
             key="i2v-failed-rows",
             description=f"The first {len(summary.first_failures)} rows that did not produce a video",
         )
-    await acreate_link_artifact(
-        _link(manifest_uri), link_text="manifest.parquet", key="i2v-manifest", description="The run's manifest"
-    )
-    await acreate_link_artifact(
-        _link(report_uri), link_text="report.html", key="i2v-report", description="The run's report page"
-    )
+    await _link_artifact(dest, manifest_uri, key="i2v-manifest", what="The run's manifest")
+    await _link_artifact(dest, report_uri, key="i2v-report", what="The run's report page")
     counts = (summary.total, summary.completed, summary.skipped, summary.failed)
     get_run_logger().info("%d rows: %d completed, %d skipped, %d failed", *counts)
     return summary
@@ -94,5 +93,32 @@ def _parts(dest: Destination, run: RunSpec, input_plan: InputPlan) -> Iterator[p
         yield table
 
 
-def _link(uri: str) -> str:
-    return uri if "://" in uri else f"file://{uri}"
+async def _link_artifact(dest: Destination, uri: str, *, key: str, what: str) -> None:
+    """A link a browser opens (a presigned HTTPS URL on S3, valid :data:`LINK_LIFETIME_S`), with the object's URI."""
+    object_key = dest.key_for(uri)
+    if object_key is None:
+        return
+    url = await asyncio.to_thread(dest.browser_url, object_key, expires_s=LINK_LIFETIME_S)
+    lasts = "" if url.startswith("file:") else f"; the link works for {LINK_LIFETIME_S // 86_400} days"
+    name = object_key.rsplit("/", 1)[-1]
+    await acreate_link_artifact(url, link_text=name, key=key, description=f"{what}: {uri}{lasts}")
+
+
+@task(name="write-shard-summary", cache_policy=NO_CACHE, persist_result=False)
+async def publish_shard_summary(run: RunSpec, shard: Shard, counts: dict[str, Any]) -> None:
+    """The shard's own summary artifact: its rows by status and where its part of the manifest is."""
+    dest = resources.destination(run.dest)
+    part = dest.uri_for(manifest.part_key(run.name, shard.index))
+    lines = [
+        f"# Shard {shard.index} of run {run.name}",
+        "",
+        f"Rows {shard.first_row}–{shard.first_row + shard.rows - 1} of `{run.input}` (CSV line {shard.line}).",
+        "",
+        "| rows | completed | skipped | failed |",
+        "|---:|---:|---:|---:|",
+        f"| {counts.get('rows', 0)} | {counts.get('completed', 0)} | {counts.get('skipped', 0)} "
+        f"| {counts.get('failed', 0)} |",
+        "",
+        f"Its part of the run's manifest: `{part}`.",
+    ]
+    await acreate_markdown_artifact("\n".join(lines), key="i2v-shard-summary", description=f"Shard {shard.index}")

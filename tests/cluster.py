@@ -1,10 +1,12 @@
-"""A Prefect server and workers as real processes on loopback (distributed test, bench/scaleout).
+"""A Prefect server on PostgreSQL and workers as real processes on loopback (distributed test, bench/scaleout).
 
-Everything is started the way the README says (``prefect server start``, ``make deploy``,
-``deployments/worker.sh``) and stopped by process id whatever happens: workers first,
-then the server (a worker whose server is gone may ignore SIGTERM), SIGTERM then
-SIGKILL after a grace period, and then whatever each process had started (a worker's
-flow runs) that is still alive. Nothing here imports the engine.
+Everything is started the way the README says (PostgreSQL with ``initdb`` and
+``pg_ctl``, ``prefect server start`` on it, ``make deploy``, ``deployments/worker.sh`` or
+``prefect worker start --pool i2v``) and stopped by process id whatever happens:
+workers first, then the server (a worker whose server is gone may ignore SIGTERM),
+SIGTERM then SIGKILL after a grace period, then whatever each process had started (a
+worker's flow runs) that is still alive, and the database last. Nothing here imports
+the engine.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -124,11 +128,57 @@ def _stop_all(processes: Sequence[psutil.Process], grace_s: float) -> None:
     psutil.wait_procs(still, timeout=grace_s)
 
 
+#: PostgreSQL's programs on Debian (the machine image has version 15).
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class Postgres:
+    """A PostgreSQL server of its own on a loopback port: ``initdb``, then ``pg_ctl start``.
+
+    Its data lives in a folder of its own under the system's temporary folder, owned by
+    the ``postgres`` user when the tests run as root (PostgreSQL refuses to run as
+    root). ``fsync`` is off: a test database need not survive a power cut.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        if not (PG_BIN / "initdb").is_file():
+            raise RuntimeError(f"PostgreSQL 15 is not installed ({PG_BIN}): apt-get install -y postgresql-15")
+        self.port = port or free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="i2v-pg-"))
+        self.url = f"postgresql+asyncpg://prefect@127.0.0.1:{self.port}/prefect"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.data, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "prefect", "--no-sync")
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.data / "server.log"), "-w", "start")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "prefect", "prefect")
+
+    def stop(self) -> None:
+        """Stop the server at once and remove its data."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(PG_BIN / program), *args]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+
+
 class Server(Started):
-    """``prefect server start`` on loopback, with its own PREFECT_HOME."""
+    """``prefect server start`` on loopback, with its own PREFECT_HOME (and database, when given)."""
 
     def __init__(
-        self, home: Path, folder: Path, port: int | None = None, scheduler_loop_s: float | None = None
+        self,
+        home: Path,
+        folder: Path,
+        port: int | None = None,
+        scheduler_loop_s: float | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -138,6 +188,8 @@ class Server(Started):
         if scheduler_loop_s is not None:
             # Prefect's scheduler creates due runs once a minute by default: tests make it look sooner.
             extra["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(scheduler_loop_s)
+        if database_url is not None:
+            extra["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
         super().__init__(command, prefect_env(home, self.api_url, extra), folder / "server.log")
 
     def wait_healthy(self, timeout_s: float = 120.0) -> float:
@@ -157,13 +209,31 @@ class Server(Started):
 
 
 class Worker(Started):
-    """``deployments/worker.sh --name NAME``: a process worker of the ``i2v`` pool."""
+    """A process worker of the ``i2v`` pool: ``deployments/worker.sh``, or ``prefect worker start`` as printed."""
 
-    def __init__(self, name: str, env: Mapping[str, str], folder: Path, *, limit: int) -> None:
+    def __init__(self, name: str, env: Mapping[str, str], folder: Path, *, limit: int, plain: bool = False) -> None:
         self.name = name
-        command = [str(REPO / "deployments" / "worker.sh"), "--name", name]
-        # Started from a folder of its own, not the clone: worker.sh must find the code itself.
-        super().__init__(command, {**env, "I2V_WORKER_LIMIT": str(limit)}, folder / f"{name}.log", cwd=folder)
+        if plain:
+            # What `prefect deploy` tells an operator to run, from the project's environment.
+            command = [str(BIN / "prefect"), "worker", "start", "--pool", "i2v", "--limit", str(limit), "--name", name]
+            env = {k: v for k, v in env.items() if k != "I2V_HOME"}
+        else:
+            command = [str(REPO / "deployments" / "worker.sh"), "--name", name]
+            env = {**env, "I2V_WORKER_LIMIT": str(limit)}
+        # Started from a folder of its own, not the clone: the flow runs must find the code themselves.
+        super().__init__(command, env, folder / f"{name}.log", cwd=folder)
+
+    def kill_everything(self) -> int:
+        """SIGKILL the worker and every process it started at once, as when its machine dies; how many."""
+        try:
+            processes = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        except psutil.Error:
+            return 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(processes, timeout=STOP_GRACE_S)
+        return len(processes)
 
     def wait_started(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from tests.cluster import REPO
 
 
@@ -51,3 +53,31 @@ def test_every_deployment_in_prefect_yaml_is_deployable_from_this_checkout() -> 
     ready, missing = _script().deployable(REPO / "prefect.yaml")
     assert missing == []
     assert {"nightly", "fanout", "generate-shard", "inbox", "rerun-failed"} <= set(ready)
+
+
+def test_runs_are_crashed_when_their_heartbeats_stop_for_the_set_time() -> None:
+    """The lost-run automation expects a heartbeat or an end within the setting, for this project's runs only."""
+    automation = _script().lost_run_automation(75.0)
+    trigger = automation.trigger
+    assert trigger.posture.value == "Proactive"
+    assert trigger.within.total_seconds() == 75.0
+    assert trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Cancelling"}
+    ended = {"prefect.flow-run.Completed", "prefect.flow-run.Completed with failures", "prefect.flow-run.Crashed"}
+    assert {"prefect.flow-run.heartbeat", *ended} <= trigger.expect
+    assert trigger.match_related.model_dump() == {
+        "prefect.resource.id": "prefect.tag.i2v",
+        "prefect.resource.role": "tag",
+    }
+    (action,) = automation.actions
+    assert (action.type, action.state.value) == ("change-flow-run-state", "CRASHED")
+
+
+def test_the_code_folder_is_the_clone_or_i2v_home_and_anything_else_is_named(tmp_path: Path) -> None:
+    """The pull step finds the project without a setting on a clone; a wrong I2V_HOME is one clear error."""
+    from i2v.errors import ConfigError
+    from orchestration.code_folder import find_code_folder
+
+    assert find_code_folder({}) == REPO
+    assert find_code_folder({"I2V_HOME": str(REPO)}) == REPO
+    with pytest.raises(ConfigError, match=f"I2V_HOME={tmp_path} is not a copy of i2v-pipeline"):
+        find_code_folder({"I2V_HOME": str(tmp_path)})

@@ -1,11 +1,12 @@
 """Scale-out on a real Prefect server: work pool, shared concurrency limit, two workers, S3, the emulator.
 
 One server, one emulator and two workers serve the whole module, set up exactly as the
-README's "Scaling out" says: ``prefect server start``, ``python -m orchestration.secrets``
-(the API key into a Secret block, so the workers' environment has none),
-``deployments/deploy.py`` (what ``make deploy`` runs: pool, limit, deployments from
-``prefect.yaml``) and ``deployments/worker.sh`` twice. Everything is stopped by process id
-at the end, whatever happened.
+README's "Scaling out" says: PostgreSQL, ``prefect server start`` on it, ``python -m
+orchestration.secrets`` (the API key into a Secret block, so the workers' environment
+has none), ``deployments/deploy.py`` (what ``make deploy`` runs: pool, limit, lost-run
+automation, deployments from ``prefect.yaml``), then one worker with
+``deployments/worker.sh`` and one with ``prefect worker start --pool i2v`` as Prefect
+prints it. Everything is stopped by process id at the end, whatever happened.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.cluster import REPO, Server, Worker, prefect_env, run_command, stop_together
+from tests.cluster import REPO, Postgres, Server, Worker, prefect_env, run_command, stop_together
 from tests.emulated import Emulator, emulator
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
@@ -49,6 +50,8 @@ WORKERS = ("worker-a", "worker-b")
 SCHEDULER_LOOP_S = 2.0
 #: The inbox the deployed cron schedule looks at; tests that start inbox runs by hand use another.
 SCHEDULED_INBOX = "scheduled-inbox"
+#: Heartbeats of every flow run (Prefect's shortest), and how long without one makes a run lost.
+HEARTBEAT_S, LOST_AFTER_S = 30, 45
 
 
 @dataclass
@@ -86,7 +89,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
     crons = {"nightly": f"7 {later} * * *", "inbox": "* * * * *"}
     with ExitStack() as stack:
         # Stopped last (exit callbacks run in reverse): workers first, then the server.
-        server = Server(folder / "prefect-home", folder, scheduler_loop_s=SCHEDULER_LOOP_S)
+        database = Postgres()
+        stack.callback(database.stop)
+        server = Server(folder / "prefect-home", folder, scheduler_loop_s=SCHEDULER_LOOP_S, database_url=database.url)
         stack.callback(server.stop)
         emu = stack.enter_context(emulator(max_concurrent=EMULATOR_SLOTS, generation_seconds=0.4, short_side=16, fps=1))
         print(f"server healthy after {server.wait_healthy():.1f} s")
@@ -104,6 +109,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
                 "I2V_INBOX": f"s3://{bucket}/{SCHEDULED_INBOX}",
                 "I2V_INBOX_DEST": f"s3://{bucket}/{SCHEDULED_INBOX}-out",
                 "I2V_INBOX_CRON": crons["inbox"],
+                "I2V_HEARTBEAT_S": str(HEARTBEAT_S),
+                "I2V_LOST_AFTER_S": str(LOST_AFTER_S),
             },
         )
         python = str(REPO / ".venv" / "bin" / "python")
@@ -114,7 +121,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
         workers: list[Worker] = []
         stack.callback(stop_together, workers)
         for name in WORKERS:
-            workers.append(Worker(name, env, folder, limit=WORKER_LIMIT))
+            # The second is started as `prefect deploy` says, with no I2V_HOME: the code is found anyway.
+            workers.append(Worker(name, env, folder, limit=WORKER_LIMIT, plain=name == WORKERS[1]))
         for worker in workers:
             worker.wait_started()
         print(f"cluster ready {time.monotonic() - t_setup:.1f} s after start")
@@ -214,9 +222,8 @@ def test_deployments_come_from_prefect_yaml_with_schedules_and_no_paths_or_secre
     assert [(s.schedule.cron, s.active) for s in inbox.schedules] == [(cluster.crons["inbox"], True)]
     for deployment in deployments.values():
         assert deployment.work_pool_name == "i2v"
-        assert deployment.pull_steps == [
-            {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $I2V_HOME }}"}}
-        ]
+        assert deployment.pull_steps == [{"orchestration.code_folder.code_folder": {}}]
+        assert deployment.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(HEARTBEAT_S)
         assert deployment.job_variables["env"]["I2V_CONCURRENCY_LIMIT"] == LIMIT_NAME
         assert cluster.emulator.api_key not in json.dumps(deployment.job_variables)
     assert _limit()["limit"] == SHARED_SLOTS
@@ -439,6 +446,73 @@ def test_a_missing_shared_limit_is_a_clear_configuration_error(cluster: Cluster)
     with pytest.raises(ConfigError, match="prefect gcl create no-such-limit"):
         asyncio.run(missing.acquire())
     assert missing.held == 0
+
+
+def test_a_fanout_survives_losing_a_worker_machine_mid_run(cluster: Cluster) -> None:
+    """One worker and its flow runs killed at once mid fan-out: its shards run again elsewhere; every row once."""
+    rows = 160
+    csv = _write_input(cluster.folder / "lost", rows, take="the take that lost a worker")
+    known = {child.id for child in _children()}
+    before = cluster.emulator.stats()
+    parameters = {
+        "input": str(csv),
+        "dest": f"s3://{cluster.bucket}/lost",
+        "rows_per_shard": 40,
+        "max_in_flight": MAX_IN_FLIGHT,
+        "poll_interval_s": 0.2,
+        "job_timeout_s": 300.0,
+        "check_every_s": 1.0,
+    }
+    parent_id = asyncio.run(_start("fanout/fanout", parameters))
+    victim, lost_at, killed = _kill_a_shard_worker(cluster, parent_id, known, before["creates"])
+    print(f"killed {victim.name} and its {killed - 1} flow run process(es) at once")
+    parent = asyncio.run(_wait_final(parent_id, timeout_s=600.0))
+    recovered_s = time.monotonic() - lost_at
+    assert parent.state.type.value == "COMPLETED", f"{parent.state.name}: {parent.state.message}"
+    children = [child for child in _children() if child.id not in known]
+    again = [child for child in children if child.run_count > 1]
+    crashed = {child.id for child in again if any(s.type.value == "CRASHED" for s in asyncio.run(_states(child.id)))}
+    print(f"worker lost: parent Completed {recovered_s:.0f} s after the kill; shards run again: {len(again)}")
+    assert again, "the lost shards ran again"
+    assert crashed == {child.id for child in again}, "each shard that ran again had been marked Crashed first"
+    assert all(child.state.type.value == "COMPLETED" for child in children)
+
+    (run,) = {child.parameters["run"]["name"] for child in children}
+    frame = _parquet(cluster, f"lost/runs/{run}/manifest.parquet")
+    assert sorted(frame["row_index"].tolist()) == list(range(rows)), "every row once"
+    after = cluster.emulator.stats()
+    assert after["billed_twice"] == before["billed_twice"], "no job paid twice"
+    jobs = frame["generation_id"].dropna()
+    assert jobs.is_unique
+    # A create in flight when its process died is unknown (never sent again blindly): the row says so.
+    assert set(frame["status"]) <= {"completed", "failed"}
+    assert set(frame.loc[frame["status"] == "failed", "error_kind"]) <= {"submit_unknown"}
+    assert len(jobs) <= after["creates"] - before["creates"] <= rows, "at most one job per row"
+
+
+async def _start(name: str, parameters: dict[str, Any]) -> UUID:
+    from prefect.deployments.flow_runs import arun_deployment
+
+    run = await arun_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    return UUID(str(run.id))
+
+
+def _kill_a_shard_worker(
+    cluster: Cluster, parent_id: UUID, known: set[UUID], creates_before: int
+) -> tuple[Worker, float, int]:
+    """Wait until the worker not running the parent is generating a shard, then kill it and its flow runs."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert time.monotonic() < deadline, "no worker other than the parent's ran a shard"
+        others = [worker for worker in cluster.workers if worker.alive() and str(parent_id) not in worker.submitted()]
+        running = {
+            str(child.id) for child in _children() if child.id not in known and child.state.type.value == "RUNNING"
+        }
+        created = cluster.emulator.stats()["creates"] - creates_before
+        for worker in others:
+            if worker.submitted() & running and created >= 20:
+                return worker, time.monotonic(), worker.kill_everything()
+        time.sleep(0.2)
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -125,3 +125,20 @@ async def test_a_gate_that_fails_leaves_the_limiter_as_it_was() -> None:
     with pytest.raises(ConnectionError):
         await limiter.acquire()
     assert limiter.stats().in_flight == 0
+
+
+async def test_the_limiter_is_pressed_while_anyone_waits_for_a_slot() -> None:
+    """Rows queued here, at the gate, or a gate that says others wait: each makes the limiter pressed."""
+    gate = Gate(1)
+    limiter = AdmissionLimiter(2, initial=2, gate=gate)
+    assert not limiter.pressed()
+    await limiter.acquire()
+    second = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    assert limiter.pressed(), "a row waits for the gate's only slot"
+    limiter.accepted()
+    limiter.release(accepted=True)
+    await second
+    assert not limiter.pressed()
+    gate.contended = True  # type: ignore[attr-defined]
+    assert limiter.pressed(), "the shared limit says others are waiting"

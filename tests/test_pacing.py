@@ -151,3 +151,21 @@ def test_poll_interval_must_be_positive() -> None:
     """A zero interval would poll in a busy loop."""
     with pytest.raises(ValueError, match="positive"):
         PollPacer(0)
+
+
+def test_polls_on_the_beat_come_sooner_while_work_waits_for_a_slot() -> None:
+    """Under pressure, unlearned and overdue jobs are polled at a quarter of the interval; the ladder is kept."""
+    wanted = [False]
+    pacer = PollPacer(10.0, pressure=lambda: wanted[0])
+    first = pacer.start("c")
+    assert pacer.delay(first, 0.0) == 10.0
+    wanted[0] = True
+    assert pacer.delay(first, 0.0) == 2.5
+    for _ in range(8):
+        job = pacer.start("c")
+        pacer.polled(job, 28.0, running=True)
+        pacer.finished(job, 32.0)
+    learned = pacer.start("c")
+    rung = pacer.delay(learned, 0.0)
+    assert rung > 20.0, "a rung near the learned finish is not pulled in"
+    assert pacer.delay(learned, 500.0) <= 2.5, "a job past the ladder is looked at on the shorter beat"

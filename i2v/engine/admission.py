@@ -104,6 +104,8 @@ class AdmissionLimiter:
         self._gate = gate
         #: Slots in flight holding no gate slot (adopted jobs), paid back on release.
         self._unbacked = 0
+        #: Callers holding their own slot and waiting for a gate slot.
+        self._at_gate = 0
 
     # --- taking and returning slots -------------------------------------------------
 
@@ -115,11 +117,14 @@ class AdmissionLimiter:
         await self._acquire_own(first=first)
         if self._gate is None:
             return
+        self._at_gate += 1
         try:
             await self._gate.acquire()
         except BaseException:
             self._give_back()
             raise
+        finally:
+            self._at_gate -= 1
         if self._stopped is not None:
             self._gate.release()
             self._give_back()
@@ -201,6 +206,15 @@ class AdmissionLimiter:
     @property
     def gate(self) -> SharedSlots | None:
         return self._gate
+
+    def pressed(self) -> bool:
+        """Whether work waits for a slot: here, at the gate, or (the gate says) in other processes.
+
+        A job that may have finished then holds a slot someone wants, so the poll pacer
+        looks at such jobs sooner (:class:`~i2v.engine.pacing.PollPacer`'s ``pressure``).
+        """
+        # `contended` is optional for a gate: a gate that cannot tell says nothing.
+        return bool(self._waiters) or self._at_gate > 0 or bool(getattr(self._gate, "contended", False))
 
     def stats(self) -> LimiterStats:
         return LimiterStats(

@@ -28,6 +28,11 @@ A job already done at its first poll says only that it finished before that poll
 
 Were every such job put a quarter earlier, a tenth of the window holding them would
 pull the first rung far ahead of every finish and cost each later job a poll.
+
+While work waits for a slot (``pressure``: the admission limiter's queue, or a shared
+limit other workers wait on), a job polled on the fixed beat or past the ladder holds a
+slot someone wants: those polls then come :data:`PRESSED_SHARE` of the interval apart,
+so a finished job frees its slot sooner.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 #: Jobs remembered per class; old ones fall out, so a provider that slows down is followed.
@@ -54,6 +59,8 @@ EARLY_SHARE = 0.75
 LATE_SHARE = 0.5
 #: Jobs polled on the ladder that replace the estimates of the jobs polled before it existed.
 SEEDS_GIVE_WAY = 8
+#: Polls on the fixed beat, or past the ladder, while work waits for a slot: this share of the interval.
+PRESSED_SHARE = 0.25
 
 
 @dataclass
@@ -96,6 +103,7 @@ class PollPacer:
         *,
         min_interval_s: float = 0.05,
         rng: random.Random | None = None,
+        pressure: Callable[[], bool] | None = None,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be positive, got {poll_interval_s}")
@@ -103,6 +111,7 @@ class PollPacer:
         self.min_interval_s = min(min_interval_s, poll_interval_s)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._classes: dict[Hashable, _ClassTiming] = {}
+        self._pressure = pressure
 
     def start(self, job_class: Hashable) -> JobPolls:
         """A new job of ``job_class``: its poll record."""
@@ -115,15 +124,19 @@ class PollPacer:
         return wait
 
     def _wait(self, job: JobPolls, elapsed_s: float) -> float:
+        # The longest wait on the fixed beat: shorter while a slot is wanted.
+        beat = self.poll_interval_s
+        if self._pressure is not None and self._pressure():
+            beat = max(self.min_interval_s, beat * PRESSED_SHARE)
         timing = self._classes.get(job.job_class)
         if timing is None:
-            return self.poll_interval_s
+            return beat
         rung = bisect.bisect_right(timing.ladder, elapsed_s + self.min_interval_s / 2)
         if rung < len(timing.ladder):
             return timing.ladder[rung] - elapsed_s
         wait = timing.follow_up_s * FOLLOW_UP_GROWTH ** max(0, job.beyond - 1)
         wait *= 1 + JITTER * (2 * self._rng.random() - 1)
-        return min(self.poll_interval_s, max(self.min_interval_s, wait))
+        return min(beat, max(self.min_interval_s, wait))
 
     def polled(self, job: JobPolls, elapsed_s: float, *, running: bool) -> None:
         """Note a poll's answer: still running (or queued), or not."""

@@ -87,6 +87,10 @@ class Destination(ABC):
     @abstractmethod
     def uri_for(self, key: str) -> str: ...
 
+    @abstractmethod
+    def browser_url(self, key: str, *, expires_s: int) -> str:
+        """A URL a browser opens for the object: a file URL, or a presigned HTTPS GET valid ``expires_s``."""
+
     def key_for(self, uri: str) -> str | None:
         """The key of a URI made by :meth:`uri_for`, or None if it lies elsewhere."""
         root = self.uri_for("")

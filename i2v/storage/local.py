@@ -99,6 +99,9 @@ class LocalDestination(Destination):
     def uri_for(self, key: str) -> str:
         return str(self._path(key))
 
+    def browser_url(self, key: str, *, expires_s: int) -> str:
+        return self._path(key).as_uri()
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

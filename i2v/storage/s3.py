@@ -167,6 +167,12 @@ class S3Destination(Destination):
     def uri_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
+    def browser_url(self, key: str, *, expires_s: int) -> str:
+        # Signed here, with no request: anyone holding the URL may read the object until it expires.
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
+        )
+
     def check(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
