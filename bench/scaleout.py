@@ -1,16 +1,21 @@
-"""Scale-out: the fan-out flow on one worker, then on two, same input, on a real Prefect server.
+"""Scale-out: the fan-out flow on one worker, then on two, then on two losing one, on a real Prefect server.
 
     python -m bench.scaleout [--rows 400] [--rows-per-shard 50] [--quick]
 
-One ``prefect server start`` (fresh PREFECT_HOME, loopback) set up as the README's "Scaling
-out" says (``deployments/deploy.py``: pool, shared concurrency limit, deployments); then
-for each side (1 worker, 2 workers) a fresh emulator with ample slots, that many
+One ``prefect server start`` on PostgreSQL (fresh PREFECT_HOME and database, loopback)
+set up as the README's "Scaling out" says (``deployments/deploy.py``: pool, shared
+concurrency limit, lost-run automation, deployments); then for each side (1 worker, 2
+workers, 2 workers of which one is lost) a fresh emulator with ample slots, that many
 ``deployments/worker.sh`` processes (each taking ``--worker-limit`` flow runs at once; the
 parent takes one of them), and one run of the ``fanout`` deployment into a fresh folder.
+On the ``lost`` side, once a shard runs on the worker that does not hold the parent and
+``--lose-after`` jobs were created, that worker and its flow runs are killed at once (as
+when a machine dies); nothing is typed after that.
 Figures per side: rows per second (the parent run's start to its end; and the emulator's
 first create to its last download), how the shards spread over the workers (from the
-workers' logs), and the time from the parent's start to the emulator's first create.
-Progress goes to stderr; one JSON object is the last line of stdout.
+workers' logs), the time from the parent's start to the emulator's first create, and on
+the ``lost`` side the time from the kill to the parent's end, the shards run again and
+the jobs paid twice. Progress goes to stderr; one JSON object is the last line of stdout.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from bench.common import (
     work_folder,
     write_inputs,
 )
-from tests.cluster import Server, Worker, prefect_env, run_command, stop_together
+from tests.cluster import Postgres, Server, Worker, prefect_env, run_command, stop_together
 
 LIMIT_NAME = "bench-provider"
 
@@ -52,7 +57,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help="rows in the CSV (default: 400; --quick: 120)")
     parser.add_argument("--rows-per-shard", type=int, help="rows per shard (default: 50; --quick: 20)")
     parser.add_argument("--quick", action="store_true", help="smoke run with 120 rows in shards of 20")
-    parser.add_argument("--workers", default="1,2", help="worker counts to run, in order (default: 1,2)")
+    parser.add_argument(
+        "--workers", default="1,2,lost", help="sides to run, in order: worker counts, or `lost` (default: 1,2,lost)"
+    )
+    parser.add_argument("--lose-after", type=int, default=40, help="jobs created before a worker is lost (default: 40)")
+    parser.add_argument(
+        "--lost-after-s", type=float, default=60.0, help="heartbeats missing this long crash a run (default: 60)"
+    )
     parser.add_argument("--worker-limit", type=int, default=3, help="flow runs per worker at once (default: 3)")
     parser.add_argument("--max-in-flight", type=int, default=16, help="each child's admission limit (default: 16)")
     parser.add_argument("--slots", type=int, default=64, help="emulator slots and shared limit (default: 64)")
@@ -69,12 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_side(
-    args: argparse.Namespace, server: Server, root: Path, csv_path: Path, workers: int, *, deploy: bool
+    args: argparse.Namespace, server: Server, root: Path, csv_path: Path, side: str, *, deploy: bool
 ) -> dict[str, Any]:
-    """One fan-out run with ``workers`` workers against a fresh emulator; its figures."""
+    """One fan-out run with ``side`` workers (``lost``: two, one lost) against a fresh emulator; its figures."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    folder = root / f"{workers}-worker"
+    lose_one = side == "lost"
+    workers = 2 if lose_one else int(side)
+    folder = root / (f"{side}-worker" if not lose_one else "lost-worker")
     emu_args = emulator_args(max_concurrent=args.slots, generation_seconds=args.generation_seconds)
     with Emulator(emu_args, folder / "emulator") as emulator:
         env = prefect_env(
@@ -85,6 +98,8 @@ def run_side(
                 "AIMLAPI_API_KEY": API_KEY,
                 "I2V_CONCURRENCY_LIMIT": LIMIT_NAME,
                 "I2V_PROVIDER_SLOTS": str(args.slots),
+                "I2V_HEARTBEAT_S": "30",
+                "I2V_LOST_AFTER_S": str(args.lost_after_s),
             },
         )
         if deploy:
@@ -107,9 +122,17 @@ def run_side(
                 "job_timeout_s": 600.0,
                 "check_every_s": 1.0,
             }
+            lost: dict[str, Any] = {}
             with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                parent, children = asyncio.run(_fanout(parameters, args.timeout))
+                parent_id = asyncio.run(_start(parameters))
+                if lose_one:
+                    lost = _lose_a_worker(started, str(parent_id), emulator, args.lose_after)
+                parent, children = asyncio.run(_wait(parent_id, args.timeout))
             stats = emulator.stats()
+            if lose_one:
+                lost["kill_to_parent_end_s"] = rounded(parent.end_time.timestamp() - lost.pop("killed_at"), 1)
+                lost["shards_run_again"] = sum(1 for child in children if child.run_count > 1)
+                lost["billed_twice"] = stats.get("billed_twice")
             spread = {worker.name: len(worker.submitted() & {str(c.id) for c in children}) for worker in started}
         finally:
             stop_together(started)
@@ -122,6 +145,7 @@ def run_side(
     child_starts = sorted((c.start_time - parent.start_time).total_seconds() for c in children if c.start_time)
     return {
         "workers": workers,
+        **({"lost_worker": lost} if lose_one else {}),
         "state": parent.state.type.value if parent.state else None,
         "rows_completed": (manifest or {}).get("completed", 0),
         "shards": len(children),
@@ -138,16 +162,35 @@ def run_side(
     }
 
 
-async def _fanout(parameters: dict[str, Any], timeout_s: float) -> tuple[Any, list[Any]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+async def _start(parameters: dict[str, Any]) -> Any:
     from prefect.deployments.flow_runs import arun_deployment
 
     parent = await arun_deployment("fanout/fanout", parameters=parameters, timeout=0, as_subflow=False)
+    return parent.id
+
+
+def _lose_a_worker(workers: list[Worker], parent_id: str, emulator: Emulator, after_jobs: int) -> dict[str, Any]:
+    """Kill, with every process it started, a worker that runs a shard but not the parent, once jobs were made."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        created = emulator.stats().get("creates", 0)
+        for worker in workers:
+            if parent_id not in worker.submitted() and worker.submitted() and created >= after_jobs:
+                killed = worker.kill_everything()
+                log(f"killed {worker.name} and {killed - 1} flow run process(es) after {created} jobs")
+                return {"worker": worker.name, "killed_at": time.time(), "jobs_before": created}
+        time.sleep(0.2)
+    raise TimeoutError("no worker other than the parent's ran a shard")
+
+
+async def _wait(parent_id: Any, timeout_s: float) -> tuple[Any, list[Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
     deadline = time.monotonic() + timeout_s
     async with get_client() as client:
         while True:
-            parent = await client.read_flow_run(parent.id)
+            parent = await client.read_flow_run(parent_id)
             if parent.state is not None and parent.state.is_final() and parent.end_time is not None:
                 break
             if time.monotonic() > deadline:
@@ -163,7 +206,7 @@ async def _fanout(parameters: dict[str, Any], timeout_s: float) -> tuple[Any, li
 def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    sides = [side.strip() for side in args.workers.split(",") if side.strip()]
     result: dict[str, Any] = {
         "bench": "scaleout",
         "quick": args.quick,
@@ -179,22 +222,25 @@ def main(argv: list[str] | None = None) -> int:
     }
     with work_folder(args.work_dir, "i2v-bench-scaleout-", keep=args.keep) as root:
         csv_path = write_inputs(root / "input", args.rows)
-        server = Server(root / "prefect-home", root)
+        database = Postgres()
+        server = Server(root / "prefect-home", root, database_url=database.url)
         try:
             log(f"prefect server healthy after {server.wait_healthy():.1f} s")
-            for index, workers in enumerate(counts):
-                side = run_side(args, server, root, csv_path, workers, deploy=index == 0)
-                result["sides"][str(workers)] = side
+            for index, name in enumerate(sides):
+                side = run_side(args, server, root, csv_path, name, deploy=index == 0)
+                result["sides"][name] = side
                 log(
-                    f"{workers} worker(s): {side['state']}, {side['rows_completed']}/{args.rows} rows,"
+                    f"{name} worker(s): {side['state']}, {side['rows_completed']}/{args.rows} rows,"
                     f" {side['rows_per_s']} rows/s, shards {side['shards_per_worker']},"
                     f" first create {side['time_to_first_create_s']} s after the parent started"
+                    + (f"; worker lost: {side['lost_worker']}" if "lost_worker" in side else "")
                 )
         finally:
             server.stop()
-    sides = result["sides"]
-    if "1" in sides and "2" in sides:
-        result["speedup_2_over_1"] = ratio(sides["2"]["rows_per_s"], sides["1"]["rows_per_s"], 2)
+            database.stop()
+    figures = result["sides"]
+    if "1" in figures and "2" in figures:
+        result["speedup_2_over_1"] = ratio(figures["2"]["rows_per_s"], figures["1"]["rows_per_s"], 2)
     emit(result, args.out)
     return 0
 

@@ -313,7 +313,8 @@ def test_estimate_totals_follow_the_price_table(tmp_path: Path, capsys: pytest.C
     assert document["credits"] == 2 * small.credits + large.credits + plus.credits
     assert document["usd"] == pytest.approx(2 * small.usd + large.usd + plus.usd)
     assert [(p["id"], p["field"]) for p in document["not_counted"]] == [("r5", "duration")]
-    assert document["prices"] == {"file": "i2v/prices.py", "taken": prices.PRICES_TAKEN, "source": prices.PRICES_SOURCE}
+    table = {"file": "i2v/api/prices.py", "taken": prices.PRICES_TAKEN, "source": prices.PRICES_SOURCE}
+    assert document["prices"] == table
 
 
 def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -336,7 +337,7 @@ def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.Capt
     ]
     assert table[2].split()[:2] == ["total", "2"]
     assert f"{path}: 2 rows, 2 jobs" in out
-    assert f"prices: i2v/prices.py, taken {prices.PRICES_TAKEN}" in out
+    assert f"prices: i2v/api/prices.py, taken {prices.PRICES_TAKEN}" in out
 
 
 def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:

@@ -237,5 +237,5 @@ same work as an earlier row, ids reused for other work, image URLs (a HEAD each)
 images. Exits 0 when every row is fine, 1 when any row has a problem, 2 when the file itself
 cannot be used."""
 _ESTIMATE_HELP = """Jobs and expected cost of running an input, by model, resolution and duration, from the
-price table in i2v/prices.py. Rows asking for the same work count once; invalid rows are listed,
+price table in i2v/api/prices.py. Rows asking for the same work count once; invalid rows are listed,
 not counted (exit 1). Exits 2 when the file itself cannot be used."""
