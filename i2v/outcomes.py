@@ -55,6 +55,10 @@ class RowOutcome:
     mismatch: str | None = None
     thumbnail_uri: str | None = None
     credits_used: float | None = None
+    #: What the provider reported the generation cost, in USD (``x-aimlapi-usd-spent``).
+    usd_spent: float | None = None
+    #: The ``X-Client-Request-Id`` of the create that made the job: the provider's logs know it by this.
+    client_request_id: str | None = None
     run: str | None = None
     flow_run_id: str | None = None
 
@@ -183,6 +187,17 @@ def already_done(row: Row, record: RowOutcome, origin: Origin) -> RowOutcome:
     )
 
 
+def claimed_elsewhere(row: Row, run: str | None, origin: Origin) -> RowOutcome:
+    """A row another run was working on all the while this one waited: left to it, not paid for here."""
+    return RowOutcome(
+        **base(row, origin),
+        status="skipped",
+        error_kind="claimed_elsewhere",
+        error_message=f"left to run {run or 'unknown'}, which holds its claim; its manifest has the outcome",
+        retryable=True,
+    )
+
+
 def duplicate(row: Row, first: RowOutcome, origin: Origin) -> RowOutcome:
     """A row asking for exactly the work of an earlier row: shares that row's result."""
     same = f"same work as row {first.row_index}"
@@ -216,4 +231,6 @@ _RESULT_FIELDS = (
     "mismatch",
     "thumbnail_uri",
     "credits_used",
+    "usd_spent",
+    "client_request_id",
 )

@@ -217,7 +217,7 @@ async def test_a_create_that_may_have_made_a_job_is_never_sent_again(images: Pat
     with emulator() as emu:
         offload = Offload(1)
         await Journal(LocalDestination(dest), offload).sending(
-            row.key, model=row.model, route=row.route, at=0.0, run="crashed"
+            row.key, model=row.model, route=row.route, at=0.0, run="crashed", sends=1
         )
         offload.close()
         async with _engine(emu, dest) as engine:
@@ -319,13 +319,13 @@ async def test_rows_get_ready_for_a_slot_only_a_few_slots_ahead(images: Path, tm
     most_ahead = 0
     with emulator(generation_seconds=0.2) as emu:
         async with _engine(emu, tmp_path / "out", max_in_flight=2) as engine:
-            real_look_up = engine._look_up
+            real_look_up = engine.resume._look_up
 
             def look_up(row: Row) -> Any:
                 looked_up.append(row.index)
                 return real_look_up(row)
 
-            engine._look_up = look_up  # type: ignore[method-assign]
+            engine.resume._look_up = look_up  # type: ignore[method-assign]
 
             async def watch() -> None:
                 nonlocal most_ahead

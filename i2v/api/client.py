@@ -26,10 +26,12 @@ from typing import Any
 
 import httpx
 
+from i2v.api import usage_logs
 from i2v.api.downloads import DownloadRules
 from i2v.api.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.api.settings import ApiSettings, Secret
 from i2v.api.transport import PooledTransport
+from i2v.api.usage_logs import LogPage
 from i2v.errors import (
     ApiError,
     AuthError,
@@ -45,6 +47,11 @@ from i2v.errors import (
 )
 
 _MAX_MESSAGE = 600
+#: Request tracing (the vendor's "Request tracing and cost headers"): sent, and answered.
+CLIENT_REQUEST_ID = "X-Client-Request-Id"
+INFERENCE_ID = "x-inference-id"
+CREDITS_USED = "x-aimlapi-credits-used"
+USD_SPENT = "x-aimlapi-usd-spent"
 
 
 class BearerAuth(httpx.Auth):
@@ -71,6 +78,10 @@ class Generation:
     #: Seconds the request waited for a free connection before it was sent: the answer
     #: tells the job's state at some moment after that wait, not before it.
     queued_s: float = 0.0
+    #: ``x-inference-id``: the id the provider's logs and billing know the request by.
+    inference_id: str | None = None
+    #: ``x-aimlapi-usd-spent``: what the provider reports this generation cost, in USD.
+    usd_spent: float | None = None
 
     @property
     def is_running(self) -> bool:
@@ -185,17 +196,31 @@ class VideoApi:
         """Close the client it was given (the API's connections)."""
         await self._http.aclose()
 
-    async def create(self, route: Route, body: Mapping[str, Any]) -> Generation:
-        """Start a generation. Not idempotent: see :func:`i2v.engine.retry.is_safe_to_resubmit`."""
+    async def create(
+        self, route: Route, body: Mapping[str, Any], *, client_request_id: str | None = None
+    ) -> Generation:
+        """Start a generation. Not idempotent: see :func:`i2v.engine.retry.is_safe_to_resubmit`.
+
+        ``client_request_id`` goes as ``X-Client-Request-Id``: the provider's usage logs
+        list the request under it, so a create whose answer is lost can be found.
+        """
+        headers = {CLIENT_REQUEST_ID: client_request_id} if client_request_id else None
         with self._without_key():
-            data, queued_s = await self._send("POST", route.path, first=True, json=dict(body))
-            return _parse_generation(data, what="create", queued_s=queued_s)
+            answer = await self._send("POST", route.path, first=True, json=dict(body), headers=headers)
+            return _parse_generation(answer, what="create")
 
     async def fetch(self, route: Route, generation_id: str) -> Generation:
         """The job's current status, and its video URL once completed."""
         with self._without_key():
-            data, queued_s = await self._send("GET", route.path, first=False, params={"generation_id": generation_id})
-            return _parse_generation(data, what="fetch", queued_s=queued_s)
+            answer = await self._send("GET", route.path, first=False, params={"generation_id": generation_id})
+            return _parse_generation(answer, what="fetch")
+
+    async def logs(self, *, start: float, end: float, model: str | None, offset: int, limit: int) -> LogPage:
+        """One page of the provider's usage logs between two unix times (newest first)."""
+        params = usage_logs.query(start=start, end=end, model=model, offset=offset, limit=limit)
+        with self._without_key():
+            answer = await self._send("GET", usage_logs.LOGS_PATH, first=False, params=params)
+            return usage_logs.parse_page(answer.data)
 
     @contextmanager
     def _without_key(self) -> Iterator[None]:
@@ -209,8 +234,8 @@ class VideoApi:
                 exc.args = (exc.message,)
             raise
 
-    async def _send(self, method: str, path: str, *, first: bool, **kwargs: Any) -> tuple[Any, float]:
-        """The answer's JSON, and how long the request waited in the gate before it was sent."""
+    async def _send(self, method: str, path: str, *, first: bool, **kwargs: Any) -> _Answer:
+        """The answer's JSON and headers, and how long the request waited in the gate before it was sent."""
         queued_at = time.monotonic()
         try:
             async with self._gate.slot(first=first):
@@ -222,7 +247,7 @@ class VideoApi:
             raise TransportError(f"{method} {path}: no answer ({type(exc).__name__}: {exc})", sent=True) from exc
         if response.is_success:
             try:
-                return response.json(), queued_s
+                return _Answer(response.json(), queued_s, response.headers)
             except ValueError as exc:
                 raise BadResponse(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
         raise error_from_response(response)
@@ -286,7 +311,15 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def _parse_generation(data: Any, *, what: str, queued_s: float) -> Generation:
+@dataclass(frozen=True)
+class _Answer:
+    data: Any
+    queued_s: float
+    headers: httpx.Headers
+
+
+def _parse_generation(answer: _Answer, *, what: str) -> Generation:
+    data = answer.data
     if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
         raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
     video = data.get("video")
@@ -306,9 +339,19 @@ def _parse_generation(data: Any, *, what: str, queued_s: float) -> Generation:
         video_url=_str_or_none(video_url),
         error_name=error_name,
         error_message=_clip(error_message) if error_message else None,
-        credits_used=float(credits) if isinstance(credits, (int, float)) else None,
-        queued_s=queued_s,
+        credits_used=float(credits) if isinstance(credits, (int, float)) else _header_number(answer, CREDITS_USED),
+        queued_s=answer.queued_s,
+        inference_id=_str_or_none(answer.headers.get(INFERENCE_ID)),
+        usd_spent=_header_number(answer, USD_SPENT),
     )
+
+
+def _header_number(answer: _Answer, name: str) -> float | None:
+    try:
+        value = float(answer.headers.get(name, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -56,6 +56,8 @@ class Finished:
     completed_at: float
     polls: int
     credits_used: float | None
+    #: What the provider reported it cost in USD (its cost headers), if it said.
+    usd_spent: float | None = None
 
 
 def job_class(row: Row) -> Hashable:
@@ -71,6 +73,7 @@ async def submit(
     *,
     run: str | None = None,
     body: dict[str, object] | None = None,
+    sends: int = 0,
     backoff: Backoff = SUBMIT_BACKOFF,
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.time,
@@ -81,7 +84,9 @@ async def submit(
     when the job ends. On failure the slot is already released. Only a create that cannot
     have started a job is sent again (429, connection refused, 503); any other failure
     after the request may have reached the provider raises :class:`SubmitUnknown` and
-    leaves the ``sending`` entry in the journal.
+    leaves the ``sending`` entry in the journal. ``sends`` is how many creates were ever
+    sent for the row before (the journal's count): each create carries a new client
+    request id, by which the provider's logs find it if its answer is lost.
     """
     route = get_model(row.model).route(row.route)
     request = body if body is not None else row.request_body()
@@ -91,9 +96,12 @@ async def submit(
     await limiter.acquire()
     while True:
         attempts += 1
+        sends += 1
         submitted_at = clock()
         try:
-            await journal.sending(row.key, model=row.model, route=route.name, at=submitted_at, run=run)
+            client_id = await journal.sending(
+                row.key, model=row.model, route=route.name, at=submitted_at, run=run, sends=sends
+            )
         except BaseException:
             limiter.release(accepted=False)
             raise
@@ -102,7 +110,7 @@ async def submit(
         # waited for a connection: polls are paced from there.
         sent_at = clock()
         try:
-            generation = await api.create(route, request)
+            generation = await api.create(route, request, client_request_id=client_id)
         except RateLimited as exc:
             rate_limits += 1
             limiter.rejected(exc.retry_after)
@@ -144,6 +152,8 @@ async def submit(
             submitted_at=sent_at,
             attempts=attempts,
             run=run,
+            client_request_id=client_id,
+            sends=sends,
         )
         try:
             await journal.save(submission)
@@ -159,6 +169,18 @@ async def _withdraw(journal: Journal, row: Row) -> None:
     except StorageError as exc:
         # The entry stays "sending": a rerun will treat the row as unknown, which is safe.
         log.warning("row %s: could not withdraw the journal intent (%s)", row.index, exc)
+
+
+async def fresh_video_url(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> str | None:
+    """The video URL the generation gives now (its last one expired or was refused); None if it has none."""
+    route = get_model(submission.model).route(submission.route)
+    try:
+        generation, _ = await call_with_retries(
+            lambda: api.fetch(route, submission.generation_id), retry_if=is_transient, backoff=backoff
+        )
+    except RequestRejected:
+        return None
+    return generation.video_url if generation.is_completed else None
 
 
 async def still_live(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> bool:
@@ -228,7 +250,9 @@ async def wait_for_video(
                     raise BadResponse(f"generation {generation.id} is completed but has no video URL")
                 if not submission.reattached:
                     pacer.finished(polls, asked)
-                return Finished(submission, generation.video_url, clock(), count, generation.credits_used)
+                return Finished(
+                    submission, generation.video_url, clock(), count, generation.credits_used, generation.usd_spent
+                )
             if generation.is_failed:
                 raise _failure(generation, count)
             pacer.polled(polls, asked, running=generation.is_running)

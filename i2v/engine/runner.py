@@ -2,11 +2,11 @@
 
 ::
 
-    row ─▶ same work already running in this run? ── wait for it, share its outcome
-        ─▶ a record says it is done (or done earlier in this run)? ── reuse it
-        ─▶ the journal names a live job? ── re-attach (no second payment)
+    row ─▶ same work already running in this process? ── wait for it, share its outcome
+        ─▶ what the destination knows (i2v.engine.resume): done? claimed by another run?
+           claim it; a journaled job? re-attach; a lost create? settle it from the logs
         ─▶ submit (admission control) ─▶ wait (paced polls) ─▶ store (bounded transfers)
-        ─▶ record ─▶ outcome
+        ─▶ record ─▶ give the claim back ─▶ outcome
 
 One :class:`Engine` serves a whole run in a process: every batch of every shard shares
 its admission limiter, poll pacer, clients and thread pool, so a slot freed by any row
@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -34,18 +35,21 @@ from i2v.api import prices
 from i2v.api.client import VideoApi
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
+from i2v.engine.claims import HEARTBEAT_S, LEASE_S, Held, RowClaims
 from i2v.engine.download import Stored, store_video
 from i2v.engine.jobs import RUN_FATAL, Finished
-from i2v.engine.journal import Entry, Journal, Submission
+from i2v.engine.journal import Journal, Submission
 from i2v.engine.kept_inputs import KeptInputs
 from i2v.engine.offload import Offload, Patient
 from i2v.engine.pacing import PollPacer
 from i2v.engine.progress import Progress
 from i2v.engine.records import Records
+from i2v.engine.resume import Ready, Resume, RowResult
 from i2v.engine.retry import Backoff, call_with_retries, is_transient
 from i2v.engine.row_order import RowOrder
 from i2v.engine.spec import EngineOptions, RowsUnfinished
 from i2v.engine.stop_rules import RunPolicy
+from i2v.engine.unknown_creates import UnknownCreates
 from i2v.errors import DownloadError, I2VError, Stopped, StorageError, SubmitUnknown
 from i2v.inputs.row import Presigner, Row
 from i2v.media.mismatch import describe
@@ -66,17 +70,14 @@ JOURNAL_THREADS = 2
 READY_PER_SLOT = 2
 #: How long a destination may be unreachable before a row fails for it (about 30 s in all).
 STORAGE_BACKOFF = Backoff(attempts=6, initial_s=1.0, max_s=16.0)
-#: Download URLs answering these are gone for good; the next run starts a fresh job.
+#: Download URLs answering these have expired (or were refused): the generation is asked for a new one.
 _EXPIRED = frozenset({403, 404, 410})
-
-
-@dataclass
-class _Result:
-    outcome: RowOutcome
-    #: Failed on something transient after which a retry can pick the row up again.
-    unfinished: bool = False
-    #: Served from this run's own record of an earlier attempt (already counted).
-    reused: bool = False
+#: Times a row asks its generation for a fresh video URL before it gives up.
+URL_REFRESHES = 2
+#: Creates in a row whose answer may be lost before a row stops trying.
+UNKNOWN_ROUNDS = 3
+#: A re-attached job is waited for at most this many job timeouts since its create.
+MAX_JOB_AGE_FACTOR = 4
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Engine:
         self._journal_threads = Offload(JOURNAL_THREADS)
         self.journal = Journal(self.dest, Patient(self._journal_threads, self._sleep, STORAGE_BACKOFF))
         self.records = Records(self.dest, self._patient)
+        self.claims = RowClaims(self.dest, run=self.options.run)
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
         # Rows getting ready for a slot (looking up what the destination knows, building
@@ -107,7 +109,8 @@ class Engine:
         # rows would all read the destination and build their bodies at once, holding every
         # body and starving the event loop while the slots they wait for free one by one.
         self._getting_ready = asyncio.Semaphore(READY_PER_SLOT * self.limiter.max_in_flight)
-        self._claims: dict[str, asyncio.Future[RowOutcome]] = {}
+        # Rows of this process at work, by key: a row repeating one waits for its outcome.
+        self._working: dict[str, asyncio.Future[RowOutcome]] = {}
         self.order = RowOrder()
         self.policy = RunPolicy(self.options.max_failure_ratio, self.options.max_credits)
         #: Why the run stopped sending work, if it did.
@@ -115,7 +118,19 @@ class Engine:
         # Set when the run must also stop waiting on jobs (a signal, not a limit).
         self._halt = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._inputs = KeptInputs(self.dest)
+        self.resume = Resume(
+            options=self.options,
+            api=self.api,
+            journal=self.journal,
+            records=self.records,
+            claims=self.claims,
+            inputs=KeptInputs(self.dest),
+            limiter=self.limiter,
+            patient=self._patient,
+            unknown=UnknownCreates(self.api, grace_s=self.options.unknown_grace_s, sleep=self._sleep),
+            presign=self.presign,
+        )
+        self._heartbeat = self._loop.create_task(self._beat_forever())
 
     async def run_batch(
         self, rows: Sequence[Row], *, flow_run_id: str | None = None, final: bool = True
@@ -173,7 +188,11 @@ class Engine:
         return results
 
     async def aclose(self) -> None:
-        """Close the clients and thread pools (the run is over in this process)."""
+        """Give back this process's claims; close the clients and thread pools (the run is over here)."""
+        self._heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._heartbeat
+        await self.offload(self.claims.retire)
         await self.api.aclose()
         await self.downloads.aclose()
         self.offload.close()
@@ -210,68 +229,48 @@ class Engine:
         if self._halt.is_set():
             raise self.stopped or Stopped("the run was stopped")
 
-    async def _process(self, row: Row, origin: Origin, *, final: bool) -> _Result:
+    async def _process(self, row: Row, origin: Origin, *, final: bool) -> RowResult:
         await self.order.take_turn(row)
-        first = self._claims.get(row.key)
+        first = self._working.get(row.key)
         if first is not None:
             try:
                 shared = await asyncio.shield(first)
             except I2VError as exc:
-                result = _Result(outcomes.failed(row, exc, origin))
+                result = RowResult(outcomes.failed(row, exc, origin))
             else:
-                result = _Result(outcomes.duplicate(row, shared, origin))
+                result = RowResult(outcomes.duplicate(row, shared, origin))
             self._count(result)
             return result
-        claim: asyncio.Future[RowOutcome] = asyncio.get_running_loop().create_future()
-        self._claims[row.key] = claim
+        working: asyncio.Future[RowOutcome] = asyncio.get_running_loop().create_future()
+        self._working[row.key] = working
         try:
             result = await self._work(row, origin, final=final)
         except BaseException:
-            claim.set_exception(I2VError("the row this one repeats was interrupted"))
-            # Nobody may be waiting on the claim: do not warn about its exception.
-            claim.exception()
+            working.set_exception(I2VError("the row this one repeats was interrupted"))
+            # Nobody may be waiting on it: do not warn about its exception.
+            working.exception()
             raise
         else:
-            claim.set_result(result.outcome)
+            working.set_result(result.outcome)
         finally:
-            del self._claims[row.key]
+            del self._working[row.key]
         self._count(result)
         return result
 
-    def _count(self, result: _Result) -> None:
+    def _count(self, result: RowResult) -> None:
         if not result.unfinished and not result.reused:
             self.progress.add(result.outcome)
 
-    async def _work(self, row: Row, origin: Origin, *, final: bool) -> _Result:
+    async def _work(self, row: Row, origin: Origin, *, final: bool) -> RowResult:
         known: dict[str, Any] = {}
         estimate = 0.0
+        claimed = False
         try:
-            async with self._getting_ready:
-                record, entry, body = await self._patient(self._look_up, row)
-                if record is not None:
-                    earlier = await self._from_record(row, record, origin)
-                    if earlier is not None:
-                        return earlier
-                submission = await self._reattach(row, entry)
-                if submission is None:
-                    if body is None:
-                        body = await self.offload(row.request_body, self.presign)
-                    estimate = prices.estimate(row.model, row.params).credits
-                    self.policy.reserve(estimate)
-                    try:
-                        submission = await jobs.submit(
-                            self.api,
-                            row,
-                            self.journal,
-                            self.limiter,
-                            run=self.options.run,
-                            body=body,
-                            sleep=self._sleep,
-                        )
-                    except BaseException:
-                        self.policy.settle(estimate, 0.0)
-                        estimate = 0.0
-                        raise
+            ready = await self._ready(row, origin)
+            if isinstance(ready, RowResult):
+                return ready
+            claimed = True
+            submission, estimate = await self._start(row, ready)
             known.update(
                 generation_id=submission.generation_id,
                 submit_attempts=submission.attempts,
@@ -283,7 +282,7 @@ class Engine:
                     submission,
                     self.pacer,
                     job=jobs.job_class(row),
-                    deadline=submission.submitted_at + self.options.job_timeout_s,
+                    deadline=self._deadline(submission),
                     sleep=self._sleep,
                 )
             finally:
@@ -292,109 +291,132 @@ class Engine:
                 self.policy.settle(estimate, finished.credits_used)
                 estimate = 0.0
             known.update(polls=finished.polls, completed_at=finished.completed_at, credits_used=finished.credits_used)
-            async with self._transfer_slots:
-                stored, _ = await call_with_retries(
-                    lambda: store_video(
-                        self.downloads,
-                        finished.video_url,
-                        self.dest,
-                        name=row.name,
-                        offload=self._transfers,
-                        rules=self.options.downloads,
-                    ),
-                    retry_if=is_transient,
-                    backoff=STORAGE_BACKOFF,
-                    sleep=self._sleep,
-                )
+            stored = await self._store(row, finished)
             outcome = _completed(row, finished, stored, origin)
         except Stopped as exc:
             if self.stopped is None:
                 # A limit was reached on this row: nothing more is sent, for any row.
                 self.stop(exc)
-            return _Result(outcomes.stopped(row, exc, origin, **known))
+            if claimed:
+                # Its job, if any, stays journaled: the next run (or another one now) re-attaches.
+                await self.resume.release(row)
+            return RowResult(outcomes.stopped(row, exc, origin, **known))
         except Exception as exc:  # noqa: BLE001 - every failure becomes the row's outcome, named
             if isinstance(exc, RUN_FATAL):
                 self.stop(exc)
-            if isinstance(exc, DownloadError) and exc.status in _EXPIRED:
-                # The URL will not come back; the next run starts a fresh generation.
-                await self._forget(row)
             outcome = outcomes.failed(row, exc, origin, **known)
             if is_transient(exc) and not final:
-                return _Result(outcome, unfinished=True)
+                return RowResult(outcome, unfinished=True)
         finally:
             if estimate:
                 # The job ended without a video: assume it cost what was estimated.
                 self.policy.settle(estimate, None)
-        await self._record(outcome)
+        await self.resume.record(outcome)
+        if claimed:
+            await self.resume.release(row)
         verdict = self.policy.judge(failed=outcome.status == "failed")
         if verdict is not None and self.stopped is None:
             self.stop(verdict)
-        return _Result(outcome)
+        return RowResult(outcome)
 
-    async def _from_record(self, row: Row, record: RowOutcome, origin: Origin) -> _Result | None:
-        """What an existing record means for this row, or None to do the work."""
-        if record.run is not None and record.run == origin.run:
-            if record.row_index == row.index:
-                return _Result(record, reused=True)
-            return _Result(outcomes.duplicate(row, record, origin))
-        if record.status == "completed":
-            if await self.records.video_intact(record):
-                return _Result(outcomes.already_done(row, record, origin))
-            return None
-        if record.status != "failed" or record.retryable or self.options.retry == "all":
-            return None
-        if record.error_kind == SubmitUnknown.kind and self.options.resubmit_unknown:
-            return None
-        return _Result(outcomes.not_retried(row, record, origin))
+    async def _ready(self, row: Row, origin: Origin) -> RowResult | Ready:
+        """The row's earlier outcome, or its claim held by this run; waits while another live run holds it."""
+        waited = 0.0
+        while True:
+            async with self._getting_ready:
+                prior = await self.resume.prior(row, origin)
+            if not isinstance(prior, Held):
+                return prior
+            if waited >= self.options.job_timeout_s + LEASE_S:
+                return RowResult(outcomes.claimed_elsewhere(row, prior.run, origin))
+            log.debug("row %s: claimed by run %s; waiting for its outcome", row.index, prior.run)
+            await self._sleep(prior.recheck_s)
+            waited += prior.recheck_s
 
-    def _look_up(self, row: Row) -> tuple[RowOutcome | None, Entry | None, dict[str, Any] | None]:
-        """What the destination knows of the row, and (for new work) its request body.
+    async def _start(self, row: Row, ready: Ready) -> tuple[Submission, float]:
+        """The row's job: re-attached, or created now; and the credits reserved for a new one."""
+        entry, body = ready.entry, ready.body
+        for _ in range(UNKNOWN_ROUNDS):
+            submission = await self.resume.reattach(row, entry)
+            if submission is not None:
+                return submission, 0.0
+            if not self.claims.fresh():
+                # Others judge this run alive by its heartbeat: no create without a fresh one.
+                await self.offload(self.claims.beat)
+            if body is None:
+                body = await self.offload(row.request_body, self.presign)
+            estimate = prices.estimate(row.model, row.params).credits
+            self.policy.reserve(estimate)
+            try:
+                submission = await jobs.submit(
+                    self.api,
+                    row,
+                    self.journal,
+                    self.limiter,
+                    run=self.options.run,
+                    body=body,
+                    sends=entry.sends if entry is not None else 0,
+                    sleep=self._sleep,
+                )
+            except SubmitUnknown:
+                # The answer was lost: the provider's logs say whether a job was made.
+                self.policy.settle(estimate, None)
+                entry = await self.journal.load(row.key)
+                continue
+            except BaseException:
+                self.policy.settle(estimate, 0.0)
+                raise
+            return submission, estimate
+        raise SubmitUnknown(f"{UNKNOWN_ROUNDS} creates in a row lost their answer; not sent again")
 
-        One call in one thread: a row's first steps cost one hop off the event loop. A
-        local or inline image is copied into the destination here, once per image, so the
-        manifest can name it and a rerun needs nothing but the destination.
+    def _deadline(self, submission: Submission) -> float:
+        """When the job is given up: ``job_timeout_s`` from its create, or from now for a re-attached one.
+
+        A job picked up again by a later run gets a fresh wait, but no job is waited for
+        longer than :data:`MAX_JOB_AGE_FACTOR` timeouts in all.
         """
-        record = self.records.read(row.key)
-        entry = self.journal.read(row.key)
-        self._inputs.keep(row)
-        body = row.request_body(self.presign) if record is None and entry is None else None
-        return record, entry, body
+        timeout = self.options.job_timeout_s
+        if not submission.reattached:
+            return submission.submitted_at + timeout
+        return min(time.time() + timeout, submission.submitted_at + MAX_JOB_AGE_FACTOR * timeout)
 
-    async def _reattach(self, row: Row, entry: Entry | None) -> Submission | None:
-        """The live job a journal entry names for this row, counted as in flight."""
-        if entry is None:
-            return None
-        if entry.state == "sending" and self.options.resubmit_unknown:
-            log.warning("row %s: sending again a create whose outcome was unknown (run %s)", row.index, entry.run)
-            await self.journal.forget(row.key)
-            return None
-        if entry.state == "sending":
-            raise SubmitUnknown(
-                f"a create for this work was sent (run {entry.run}) and may have started a job; "
-                "not sent again, to avoid paying twice"
-            )
-        submission = entry.submission()
-        if submission is not None and await jobs.still_live(self.api, submission):
-            log.info("row %s: re-attached to generation %s", row.index, submission.generation_id)
-            self.limiter.adopt()
-            return replace(submission, attempts=0, reattached=True)
-        await self.journal.forget(row.key)
-        return None
+    async def _store(self, row: Row, finished: jobs.Finished) -> Stored:
+        """The video stored and verified; an expired or refused URL is asked for again first."""
+        url = finished.video_url
+        for attempt in range(URL_REFRESHES + 1):
 
-    async def _record(self, outcome: RowOutcome) -> None:
-        if outcome.row_key is None:
-            return
-        try:
-            await self.records.save(outcome)
-        except StorageError as exc:
-            # The manifest still gets the row; only a rerun's shortcut is lost.
-            log.warning("row %s: outcome not recorded (%s)", outcome.row_index, exc)
+            def store(url: str = url) -> Awaitable[Stored]:
+                return store_video(
+                    self.downloads, url, self.dest, name=row.name, offload=self._transfers, rules=self.options.downloads
+                )
 
-    async def _forget(self, row: Row) -> None:
-        try:
-            await self.journal.forget(row.key)
-        except StorageError as exc:
-            log.warning("row %s: could not drop the expired job from the journal (%s)", row.index, exc)
+            try:
+                async with self._transfer_slots:
+                    stored, _ = await call_with_retries(
+                        store, retry_if=is_transient, backoff=STORAGE_BACKOFF, sleep=self._sleep
+                    )
+                return stored
+            except DownloadError as exc:
+                if exc.status not in _EXPIRED or attempt == URL_REFRESHES:
+                    raise
+                fresh = await jobs.fresh_video_url(self.api, finished.submission)
+                if fresh is None:
+                    await self.resume.forget(
+                        row, f"its video URL answered {exc.status} and the provider no longer has it"
+                    )
+                    raise
+                log.info("row %s: video URL answered %s; the generation gave a new one", row.index, exc.status)
+                url = fresh
+        raise AssertionError("unreachable")
+
+    async def _beat_forever(self) -> None:
+        """This process's heartbeat as an owner of claims, for as long as the engine lives."""
+        while True:
+            try:
+                await self.offload(self.claims.beat)
+            except StorageError as exc:
+                log.warning("claims heartbeat not written (%s); no create is sent until it is", exc)
+            await asyncio.sleep(HEARTBEAT_S)
 
 
 def _completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> RowOutcome:
@@ -422,4 +444,6 @@ def _completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> 
         ),
         thumbnail_uri=stored.thumbnail_uri,
         credits_used=finished.credits_used,
+        usd_spent=finished.usd_spent,
+        client_request_id=submission.client_request_id,
     )

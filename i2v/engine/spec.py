@@ -204,3 +204,6 @@ class EngineOptions:
     max_credits: float | None = None
     #: Which video URLs are followed and how large a video may be.
     downloads: DownloadRules = field(default_factory=DownloadRules)
+    #: How long after a create its absence from the provider's usage logs means it never
+    #: arrived (the logs may lag; see :mod:`i2v.engine.unknown_creates`).
+    unknown_grace_s: float = 900.0

@@ -53,7 +53,7 @@ ROOT_CSV = "manifest.csv"
 _RUNS_META = b"i2v.runs"
 _RUN_MANIFEST = re.compile(r"^runs/([^/]+)/manifest\.parquet$")
 #: Skips that say nothing about the work itself: the row repeated another, or was never reached.
-_ONLY_POINTERS = ("duplicate", "stopped")
+_ONLY_POINTERS = ("duplicate", "stopped", "claimed_elsewhere")
 #: Rows of the merged manifest gathered and written at a time.
 CHUNK_ROWS = 4096
 #: Records read before they are written to the records' file.

@@ -39,7 +39,7 @@ from i2v.storage.destination import Destination
 PARQUET = "application/vnd.apache.parquet"
 _TIMESTAMPS = ("submitted_at", "completed_at")
 _INTEGERS = ("row_index", "submit_attempts", "polls", "video_bytes", "width", "height")
-_FLOATS = ("generation_seconds", "duration_s", "fps", "credits_used")
+_FLOATS = ("generation_seconds", "duration_s", "fps", "credits_used", "usd_spent")
 _BOOLEANS = ("retryable",)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _COPY_CHUNK = 1 << 20
