@@ -1,5 +1,6 @@
 # Everything bootstraps itself: uv (into .tools/), the virtual environment (.venv/), the
-# locked dependencies. Needs only python3 (3.11) and access to the package registry.
+# locked dependencies. Needs only python3 (3.11) and access to the package registry (and, for
+# the browser tests, Debian's chromium: `make test` installs it with apt when run as root).
 
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -9,7 +10,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit bench deploy worker audit clean
+.PHONY: demo test lint typecheck unit chromium bench deploy worker audit clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -25,8 +26,25 @@ lint: .venv/.synced
 typecheck: .venv/.synced
 	$(RUN) mypy
 
-unit: .venv/.synced
+unit: .venv/.synced chromium
 	$(RUN) pytest
+
+# The report page's browser tests drive Debian's Chromium with Playwright (Playwright's own
+# browser download needs the internet). Installed with apt when missing, where that is possible
+# (root, apt-get); elsewhere this only warns, and the browser tests fail saying how to install it.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		echo "warning: apt-get could not install chromium: the browser tests will fail" >&2; \
+	else \
+		echo "warning: $(CHROMIUM) is missing and installing it needs root and apt-get:" \
+			"the browser tests will fail (as root: apt-get update && apt-get install -y chromium)" >&2; \
+	fi
 
 # Prefect server set-up (needs PREFECT_API_URL): the work pool, the shared concurrency limit
 # and every deployment in prefect.yaml. Settings: deployments/deploy.py. Then, on each

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html.parser
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from i2v.emulator.render import render_video
 from i2v.media.probe import probe
@@ -31,7 +34,6 @@ from i2v.report.page import (
 from i2v.report.summary import Tally
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination
-from tests.browser import Browser, BrowserError, Page, ensure_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "out" / "test-artifacts"
 EVIL = '</script><script>window.__pwned = 1</script><!-- <img src=x onerror="window.__pwned = 2"> &amp; \u2028'
@@ -300,24 +302,52 @@ def test_ten_thousand_rows_render_quickly_and_compactly() -> None:
 
 # --- in a browser -----------------------------------------------------------------------
 
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's Chromium, installed with apt on first use (a failure, never a skip, if it cannot be)."""
-    try:
-        return ensure_chromium()
-    except (BrowserError, OSError) as exc:
-        pytest.fail(f"headless Chromium is needed for the report page's browser tests: {exc}", pytrace=False)
+#: Debian's Chromium (Playwright's own browser download needs the internet). `make test` installs it.
+CHROMIUM = "/usr/bin/chromium"
+#: Flags that keep a headless Chromium off the network on a machine that has none.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_CHROMIUM = (
+    "install it as root with `apt-get update && apt-get install -y chromium` "
+    "(`make test` does this when run as root on Debian)"
+)
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Browser]:
-    """One headless Chromium for this module's tests."""
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for this module's tests (a failure, never a skip, if it is missing)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"the report page's browser tests need Debian's Chromium at {CHROMIUM}: {INSTALL_CHROMIUM}", pytrace=False
+        )
     started = time.perf_counter()
-    with Browser(chromium) as running:
-        version = running.send("Browser.getVersion")["product"]
-        print(f"{version} up in {time.perf_counter() - started:.2f} s")
-        yield running
+    with sync_playwright() as playwright:
+        try:
+            running = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except PlaywrightError as exc:
+            pytest.fail(f"{CHROMIUM} did not start ({INSTALL_CHROMIUM}): {exc}", pytrace=False)
+        try:
+            print(f"Chromium {running.version} up in {time.perf_counter() - started:.2f} s")
+            yield running
+        finally:
+            running.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A tab in a fresh browser context (its own profile), closed after the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -345,117 +375,113 @@ def lay_out(root: Path, rows: list[dict[str, Any]], media: list[tuple[bytes, byt
                 path.write_bytes(data)
 
 
-def open_report(browser: Browser, report: Path) -> tuple[Page, float]:
-    """A new tab showing the report, once its script has rendered; and the seconds that took."""
-    page = browser.new_page()
+class Seen:
+    """What a tab reported while a test drove it: its problems, and every URL it requested."""
+
+    def __init__(self, page: Page) -> None:
+        #: Console errors and failed asserts (Chromium's own error log, CSP reports included) and
+        #: uncaught exceptions, as text.
+        self.errors: list[str] = []
+        #: Every URL the page requested (Playwright leaves out ``data:`` URLs).
+        self.requests: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"exception: {exc}"))
+        page.on("request", lambda request: self.requests.append(request.url))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "assert"):
+            self.errors.append(f"console: {message.text} {message.location['url']}".strip())
+
+
+def open_report(page: Page, report: Path) -> tuple[Seen, float]:
+    """Show the report in ``page``, once its script has rendered; what it reports, and the seconds that took."""
+    seen = Seen(page)
     started = time.perf_counter()
     page.goto(report.as_uri())
-    page.wait_for("document.getElementById('count').dataset.matching !== undefined")
-    return page, time.perf_counter() - started
+    page.wait_for_function("() => document.getElementById('count').dataset.matching !== undefined")
+    return seen, time.perf_counter() - started
 
 
-def choose(page: Page, select: str, value: str) -> None:
-    """Pick an option of a filter as a person would (value set, change event fired)."""
-    page.evaluate(
-        f"(() => {{ const s = document.getElementById({json.dumps(select)}); s.value = {json.dumps(value)};"
-        " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
-    )
-
-
-def shown(page: Page) -> tuple[int, int]:
-    """(cards in the document, rows the filters match)."""
-    cards, matching = page.evaluate(
-        "[document.querySelectorAll('#grid .card').length, Number(document.getElementById('count').dataset.matching)]"
-    )
-    return int(cards), int(matching)
+def expect_shown(page: Page, cards: int, matching: int, message: str | None = None) -> None:
+    """The filters match ``matching`` rows and the document holds ``cards`` cards."""
+    expect(page.locator("#count"), message).to_have_attribute("data-matching", str(matching))
+    expect(page.locator("#grid .card"), message).to_have_count(cards)
 
 
 def option_labels(page: Page, select: str) -> list[str]:
-    labels = page.evaluate(f"[...document.getElementById({json.dumps(select)}).options].map(o => o.textContent)")
-    return [str(label) for label in labels]
+    return page.locator(f"#{select} option").all_text_contents()
 
 
-@pytest.mark.timeout(900)  # the first browser test may install Chromium
-def test_report_in_chromium(browser: Browser, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+def test_report_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
     """Opened from a file: cards show, filters change the count, a click plays the video, no errors, no network."""
     dest = LocalDestination(tmp_path / "dest")
     rows = manifest_rows(dest.uri, 36)  # 24 completed, 4 timeout, 2 rejected, 2 invalid_input, 4 skipped
     lay_out(tmp_path / "dest", rows, media)
     report = Path(publish_report(dest, summary_of(rows, destination=dest.uri), rows, page_size=24))
 
-    page, load_s = open_report(browser, report)
-    try:
-        assert shown(page) == (24, 36), "the first page of cards, out of every row"
-        images = page.evaluate("[...document.images].map(i => i.loading)")
-        assert images == ["lazy"] * 20, "a lazy thumbnail on each of the page's cards that has a video"
-        assert page.evaluate("window.__pwned") is None, "the hostile prompt ran nothing"
-        assert page.evaluate("document.querySelector('.card[data-row=\"7\"] .prompt').textContent") == EVIL
-        assert page.evaluate("document.querySelector('.card[data-row=\"5\"] .flag').title") == MISMATCH
-        assert page.evaluate("document.querySelectorAll('.card .flag').length") == 1
-        assert "timeout (4)" in option_labels(page, "f-kind")
+    seen, load_s = open_report(page, report)
+    expect_shown(page, 24, 36, "the first page of cards, out of every row")
+    images = page.locator("img").evaluate_all("images => images.map(i => i.loading)")
+    assert images == ["lazy"] * 20, "a lazy thumbnail on each of the page's cards that has a video"
+    assert page.evaluate("window.__pwned") is None, "the hostile prompt ran nothing"
+    assert page.locator('.card[data-row="7"] .prompt').text_content() == EVIL
+    assert page.locator('.card[data-row="5"] .flag').get_attribute("title") == MISMATCH
+    expect(page.locator(".card .flag")).to_have_count(1)
+    assert "timeout (4)" in option_labels(page, "f-kind")
 
-        page.click("nav.cards-pager button[title='next page']")
-        assert shown(page) == (12, 36), "the second page holds the rest"
+    page.locator("nav.cards-pager button[title='next page']").first.click()
+    expect_shown(page, 12, 36, "the second page holds the rest")
 
-        choose(page, "f-status", "failed")
-        assert shown(page) == (8, 8)
-        assert option_labels(page, "f-kind")[:1] == ["any kind (8)"]
-        assert "timeout (4)" in option_labels(page, "f-kind")
-        assert "already_done (0)" in option_labels(page, "f-kind")
-        choose(page, "f-kind", "timeout")
-        assert shown(page) == (4, 4)
-        assert page.evaluate("document.querySelectorAll('#failures-body tr').length") == 4
-        assert "any status (4)" in option_labels(page, "f-status")
-        choose(page, "f-status", "")
-        choose(page, "f-kind", "")
-        page.click("#f-flagged")
-        assert shown(page) == (1, 1), "mismatches only"
-        page.click("#f-flagged")
-        page.click("#kinds button")  # the commonest failure kind, one click away
-        assert shown(page) == (4, 4)
-        choose(page, "f-status", "")
-        choose(page, "f-kind", "")
-        page.evaluate(
-            "(() => { const i = document.getElementById('f-text'); i.value = 'CLIP-0001';"
-            " i.dispatchEvent(new Event('input')); })()"
-        )
-        page.wait_for("document.getElementById('count').dataset.matching === '10'")
-        page.evaluate(
-            "(() => { const i = document.getElementById('f-text'); i.value = '';"
-            " i.dispatchEvent(new Event('input')); })()"
-        )
-        page.wait_for("document.getElementById('count').dataset.matching === '36'")
-        assert shown(page) == (24, 36)
+    page.select_option("#f-status", "failed")
+    expect_shown(page, 8, 8)
+    assert option_labels(page, "f-kind")[:1] == ["any kind (8)"]
+    assert "timeout (4)" in option_labels(page, "f-kind")
+    assert "already_done (0)" in option_labels(page, "f-kind")
+    page.select_option("#f-kind", "timeout")
+    expect_shown(page, 4, 4)
+    expect(page.locator("#failures-body tr")).to_have_count(4)
+    assert "any status (4)" in option_labels(page, "f-status")
+    page.select_option("#f-status", "")
+    page.select_option("#f-kind", "")
+    page.locator("#f-flagged").check()
+    expect_shown(page, 1, 1, "mismatches only")
+    page.locator("#f-flagged").uncheck()
+    page.locator("#kinds button").first.click()  # the commonest failure kind, one click away
+    expect_shown(page, 4, 4)
+    page.select_option("#f-status", "")
+    page.select_option("#f-kind", "")
+    page.locator("#f-text").fill("CLIP-0001")
+    expect_shown(page, 10, 10)
+    page.locator("#f-text").fill("")
+    expect_shown(page, 24, 36)
 
-        page.click(".card[data-row='0'] button.thumb")
-        assert page.evaluate("document.querySelectorAll('video').length") == 1
-        playing = page.wait_for(
-            "(() => { const v = document.querySelector('.card[data-row=\"0\"] video');"
-            " return v && !v.paused && v.currentTime > 0 && v.readyState >= 2 && v.videoWidth; })()"
-        )
-        assert playing == 160, "the real MP4 decodes and plays in the card"
-        page.click(".card[data-row='1'] button.thumb")
-        page.wait_for(
-            "(() => { const v = document.querySelector('.card[data-row=\"1\"] video'); return v && !v.paused; })()"
-        )
-        # One video at a time: the first pauses when the second starts (its 'play' event is a task away).
-        page.wait_for("document.querySelector('.card[data-row=\"0\"] video').paused")
-        assert not page.evaluate("document.querySelector('.card[data-row=\"0\"] video').ended"), "paused, not over"
+    page.locator(".card[data-row='0'] button.thumb").click()
+    expect(page.locator("video")).to_have_count(1)
+    playing = page.wait_for_function(
+        "() => { const v = document.querySelector('.card[data-row=\"0\"] video');"
+        " return v && !v.paused && v.currentTime > 0 && v.readyState >= 2 && v.videoWidth; }"
+    ).json_value()
+    assert playing == 160, "the real MP4 decodes and plays in the card"
+    page.locator(".card[data-row='1'] button.thumb").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('.card[data-row=\"1\"] video'); return v && !v.paused; }"
+    )
+    # One video at a time: the first pauses when the second starts (its 'play' event is a task away).
+    page.wait_for_function("() => document.querySelector('.card[data-row=\"0\"] video').paused")
+    assert not page.evaluate("document.querySelector('.card[data-row=\"0\"] video').ended"), "paused, not over"
 
-        page.evaluate("window.scrollTo(0, 0)")
-        path = page.screenshot(ARTIFACTS / "report.png")
-        print(f"report loaded in {load_s:.2f} s; screenshot: {path}")
-        page.pump()
-        assert page.errors == []
-        assert any(url.endswith("/thumbs/clip-00000.jpg") for url in page.requests), page.requests
-        # No network: the report and its media are files; the video controls' icons are data: URLs.
-        assert {url.split(":", 1)[0] for url in page.requests} <= {"file", "data"}, page.requests
-    finally:
-        page.send("Page.close")
+    page.evaluate("window.scrollTo(0, 0)")
+    path = ARTIFACTS / "report.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    print(f"report loaded in {load_s:.2f} s; screenshot: {path}")
+    assert seen.errors == []
+    assert any(url.endswith("/thumbs/clip-00000.jpg") for url in seen.requests), seen.requests
+    # No network: the report and its media are files; the video controls' icons are data: URLs.
+    assert {url.split(":", 1)[0] for url in seen.requests} <= {"file", "data"}, seen.requests
 
 
-@pytest.mark.timeout(900)  # the first browser test may install Chromium
-def test_ten_thousand_rows_in_chromium(browser: Browser, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+def test_ten_thousand_rows_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
     """At 10,000 rows the page loads fast, keeps one page of cards in the document, and filters quickly."""
     dest = LocalDestination(tmp_path / "dest")
     rows = manifest_rows(dest.uri, 10_000)
@@ -466,21 +492,17 @@ def test_ten_thousand_rows_in_chromium(browser: Browser, media: list[tuple[bytes
                 row[column] = rows[row["row_index"] % 9][column]
     report = Path(publish_report(dest, summary_of(rows, destination=dest.uri), rows))
 
-    page, load_s = open_report(browser, report)
-    try:
-        assert shown(page) == (PAGE_SIZE, 10_000)
-        assert page.evaluate("document.images.length") <= PAGE_SIZE
-        started = time.perf_counter()
-        choose(page, "f-status", "failed")
-        filter_s = time.perf_counter() - started
-        assert shown(page) == (PAGE_SIZE, sum(r["status"] == "failed" for r in rows))
-        choose(page, "f-kind", "invalid_input")
-        invalid = sum(r["error_kind"] == "invalid_input" for r in rows)
-        assert shown(page) == (min(PAGE_SIZE, invalid), invalid)
-        print(f"10,000 rows: loaded in {load_s:.2f} s, a filter took {filter_s * 1000:.0f} ms")
-        assert load_s < 10
-        assert filter_s < 2
-        page.pump()
-        assert page.errors == []
-    finally:
-        page.send("Page.close")
+    seen, load_s = open_report(page, report)
+    expect_shown(page, PAGE_SIZE, 10_000)
+    assert page.locator("img").count() <= PAGE_SIZE
+    started = time.perf_counter()
+    page.select_option("#f-status", "failed")
+    expect_shown(page, PAGE_SIZE, sum(r["status"] == "failed" for r in rows))
+    filter_s = time.perf_counter() - started
+    page.select_option("#f-kind", "invalid_input")
+    invalid = sum(r["error_kind"] == "invalid_input" for r in rows)
+    expect_shown(page, min(PAGE_SIZE, invalid), invalid)
+    print(f"10,000 rows: loaded in {load_s:.2f} s, a filter took {filter_s * 1000:.0f} ms")
+    assert load_s < 10
+    assert filter_s < 2
+    assert seen.errors == []
