@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,15 @@ import pytest
 from PIL import Image
 
 import i2v.engine.runner as engine_module
-from i2v.api.client import VideoApi, make_http_client
-from i2v.api.downloads import DownloadRules
-from i2v.api.settings import Secret
-from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.journal import Journal, Submission
 from i2v.engine.offload import Offload
-from i2v.engine.pacing import PollPacer
 from i2v.engine.retry import Backoff
 from i2v.engine.runner import Engine
-from i2v.engine.spec import EngineOptions, RowsUnfinished
+from i2v.engine.spec import RowsUnfinished
 from i2v.inputs.row import Row
-from i2v.inputs.validation import read_rows
 from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
+from tests.engines import engine_on, make_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -38,30 +33,13 @@ def images(tmp_path: Path) -> Path:
 
 
 def _rows(folder: Path, count: int, *, prompt: str = "Scene {i} of the harbour at dawn") -> list[Row]:
-    csv = folder / f"rows-{count}.csv"
-    lines = [f"{'ab'[i % 2]}.png,{prompt.format(i=i)},5,480p" for i in range(count)]
-    csv.write_text("image_url,prompt,duration,resolution\n" + "\n".join(lines) + "\n")
-    return read_rows(csv).rows
+    return make_rows(folder, count, prompt=prompt)
 
 
-@asynccontextmanager
-async def _engine(
+def _engine(
     emu: Emulator, dest: Path, *, max_in_flight: int = 8, run: str = "run-1", **options: Any
-) -> AsyncIterator[Engine]:
-    http = make_http_client(emu.settings())
-    engine = Engine(
-        api=VideoApi(http, Secret(emu.api_key)),
-        downloads=http,
-        dest=LocalDestination(dest),
-        limiter=AdmissionLimiter(max_in_flight),
-        pacer=PollPacer(0.1),
-        offload=Offload(4),
-        options=EngineOptions(run=run, job_timeout_s=60, downloads=DownloadRules.for_api(emu.base_url), **options),
-    )
-    try:
-        yield engine
-    finally:
-        await engine.aclose()
+) -> AbstractAsyncContextManager[Engine]:
+    return engine_on(emu, LocalDestination(dest), max_in_flight=max_in_flight, run=run, **options)
 
 
 @pytest.fixture
@@ -288,22 +266,23 @@ async def test_a_credit_budget_stops_before_it_is_passed(images: Path, tmp_path:
 
 
 async def test_a_plain_rerun_retries_only_what_may_pass(images: Path, tmp_path: Path) -> None:
-    """A moderation verdict is not paid for again; a transient failure is; --retry all retries both."""
+    """A moderation verdict is not retried; a failed download is, by its job, unpaid; --retry all retries both."""
     rows = _rows(images, 2, prompt="A forbidden gate number {i}")
     rows += _rows(images, 1, prompt="A calm lake")
     dest = tmp_path / "out"
     with emulator() as emu:
-        emu.fault("download", 404, count=1)  # the URL is gone: the row fails, retryably
+        # The URL answers 404 however often the generation is asked for a fresh one: the row fails, retryably.
+        emu.fault("download", 404, count=3)
         async with _engine(emu, dest, run="r1") as engine:
             first = await engine.run_batch(rows)
         assert [o.error_kind for o in first].count("generation_failed") == 2
         assert [o.error_kind for o in first].count("download") == 1
         async with _engine(emu, dest, run="r2") as engine:
             second = await engine.run_batch(rows)
-        assert emu.created() == 4, "only the download failure was paid for again"
+        assert emu.created() == 3, "the failed download's job is collected again, not paid for again"
         async with _engine(emu, dest, run="r3", retry="all") as engine:
             third = await engine.run_batch(rows)
-        assert emu.created() == 6, "asked to, the moderation failures are tried again"
+        assert emu.created() == 5, "asked to, the moderation failures are tried again"
     by_prompt = {o.prompt: o for o in second}
     assert by_prompt["A calm lake"].status == "completed"
     blocked = [o for o in second if "forbidden" in o.prompt]

@@ -79,6 +79,8 @@ async def test_submit_journals_the_generation_before_returning(emu: Emulator, jo
         submitted_at=submission.submitted_at,
         attempts=1,
         run="r1",
+        client_request_id=f"i2v-{row.key}-1",
+        sends=1,
     )
     assert (limiter.stats().in_flight, limiter.stats().accepted) == (1, 1)
     assert emu.stats()["creates"] == 1
@@ -147,7 +149,10 @@ async def test_refused_connection_is_resent_then_fails_without_an_intent(journal
         await submit(api, row, journal, limiter, backoff=QUICK)
     assert info.value.sent is False
     assert info.value.attempts == QUICK.attempts  # type: ignore[attr-defined]
-    assert await journal.load(row.key) is None
+    entry = await journal.load(row.key)
+    assert entry is not None
+    assert (entry.state, entry.generation_id) == ("withdrawn", None), "no job, and the creates sent are counted"
+    assert entry.sends == QUICK.attempts
     assert limiter.stats().in_flight == 0
 
 

@@ -81,6 +81,8 @@ class RowClaims:
         self._clock = clock
         self._beat_at: float | None = None
         self._held: dict[str, int] = {}
+        # Claims held across a gap in the heartbeat long enough for others to take them over.
+        self._doubtful: set[str] = set()
 
     # --- the owner's heartbeat -----------------------------------------------------
 
@@ -89,6 +91,8 @@ class RowClaims:
         now = self._clock()
         body = json.dumps({"owner": self.owner, "run": self.run, "at": now}).encode()
         self.dest.put_bytes(owner_key(self.owner), body, _JSON, durable=False)
+        if self._beat_at is not None and now - self._beat_at >= LEASE_S / 2:
+            self._doubtful.update(self._held)
         self._beat_at = now
 
     def fresh(self) -> bool:
@@ -109,8 +113,18 @@ class RowClaims:
     def claim(self, row_key: str) -> Claimed | Held:
         """Claim ``row_key``: this owner's now (new, or taken over from a gone owner), or held by a live one."""
         number = self._held.get(row_key)
-        if number is not None:
+        if number is not None and row_key not in self._doubtful:
             return Claimed(number)
+        if number is not None:
+            # This owner went quiet for a while: another run may have taken the row over.
+            self._doubtful.discard(row_key)
+            current, holder = self._current(row_key)
+            if (current, holder) == (number, self.owner):
+                return Claimed(number)
+            del self._held[row_key]
+            alive, run = self._alive(holder)
+            if alive:
+                return Held(holder, run, recheck_s=HEARTBEAT_S)
         if self._write(row_key, 1):
             return Claimed(1)
         while True:
@@ -134,6 +148,7 @@ class RowClaims:
     def release(self, row_key: str) -> None:
         """Give the row's claim back (its outcome is recorded, or this run stops); never fails the row."""
         number = self._held.pop(row_key, None)
+        self._doubtful.discard(row_key)
         if number is None:
             return
         try:

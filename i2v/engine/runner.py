@@ -35,7 +35,7 @@ from i2v.api import prices
 from i2v.api.client import VideoApi
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
-from i2v.engine.claims import HEARTBEAT_S, LEASE_S, Held, RowClaims
+from i2v.engine.claims import HEARTBEAT_S, LEASE_S, RowClaims
 from i2v.engine.download import Stored, store_video
 from i2v.engine.jobs import RUN_FATAL, Finished
 from i2v.engine.journal import Journal, Submission
@@ -266,11 +266,11 @@ class Engine:
         estimate = 0.0
         claimed = False
         try:
-            ready = await self._ready(row, origin)
-            if isinstance(ready, RowResult):
-                return ready
+            started = await self._claim_and_start(row, origin)
+            if isinstance(started, RowResult):
+                return started
             claimed = True
-            submission, estimate = await self._start(row, ready)
+            submission, estimate = started
             known.update(
                 generation_id=submission.generation_id,
                 submit_attempts=submission.attempts,
@@ -319,14 +319,20 @@ class Engine:
             self.stop(verdict)
         return RowResult(outcome)
 
-    async def _ready(self, row: Row, origin: Origin) -> RowResult | Ready:
-        """The row's earlier outcome, or its claim held by this run; waits while another live run holds it."""
+    async def _claim_and_start(self, row: Row, origin: Origin) -> RowResult | tuple[Submission, float]:
+        """The row's earlier outcome; or, its claim taken, its job (re-attached or created) and credits reserved.
+
+        Waits while another live run holds the row's claim: for its outcome, or for the
+        claim to come free (its holder ended without one).
+        """
         waited = 0.0
         while True:
             async with self._getting_ready:
                 prior = await self.resume.prior(row, origin)
-            if not isinstance(prior, Held):
-                return prior
+                if isinstance(prior, RowResult):
+                    return prior
+                if isinstance(prior, Ready):
+                    return await self._start(row, prior)
             if waited >= self.options.job_timeout_s + LEASE_S:
                 return RowResult(outcomes.claimed_elsewhere(row, prior.run, origin))
             log.debug("row %s: claimed by run %s; waiting for its outcome", row.index, prior.run)
