@@ -42,7 +42,9 @@ async def engine_on(
         limiter=AdmissionLimiter(max_in_flight),
         pacer=PollPacer(0.1),
         offload=Offload(4),
-        options=EngineOptions(run=run, job_timeout_s=60, downloads=DownloadRules.for_api(emu.base_url), **options),
+        options=EngineOptions(
+            **{"run": run, "job_timeout_s": 60, "downloads": DownloadRules.for_api(emu.base_url), **options}
+        ),
     )
     try:
         yield engine

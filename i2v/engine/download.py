@@ -20,7 +20,7 @@ import httpx
 from i2v.api.client import open_download
 from i2v.api.downloads import DownloadRules
 from i2v.engine.offload import Offload
-from i2v.errors import DownloadError
+from i2v.errors import DownloadError, InvalidVideo
 from i2v.media.probe import VideoInfo, probe
 from i2v.storage.destination import Destination, ObjectWriter
 
@@ -72,6 +72,37 @@ async def store_video(
     except BaseException:
         await offload(sink.abort)
         raise
+
+
+def stored_already(dest: Destination, name: str) -> Stored | None:
+    """The row's video if a run stored it before (and its record was lost): decoded again, not downloaded.
+
+    A job re-attached after a crash may have its video stored already, its URL long
+    expired: what is stored is checked like a download (decoded whole) and kept.
+    """
+    key = video_key(name)
+    with dest.local_file(key) as path:
+        if path is None:
+            return None
+        try:
+            info = probe(path)
+        except InvalidVideo:
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    thumb = thumbnail_key(name)
+    return Stored(
+        video_uri=dest.uri_for(key),
+        video_bytes=size,
+        video_sha256=digest.hexdigest(),
+        info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
+        thumbnail_uri=dest.uri_for(thumb) if dest.size(thumb) is not None else None,
+        stored_at=time.time(),
+    )
 
 
 async def _stream(

@@ -36,7 +36,7 @@ from i2v.api.client import VideoApi
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.claims import HEARTBEAT_S, LEASE_S, RowClaims
-from i2v.engine.download import Stored, store_video
+from i2v.engine.download import Stored, store_video, stored_already
 from i2v.engine.jobs import RUN_FATAL, Finished
 from i2v.engine.journal import Journal, Submission
 from i2v.engine.kept_inputs import KeptInputs
@@ -388,6 +388,12 @@ class Engine:
 
     async def _store(self, row: Row, finished: jobs.Finished) -> Stored:
         """The video stored and verified; an expired or refused URL is asked for again first."""
+        if finished.submission.reattached:
+            # An earlier run may have stored it and died before recording it.
+            earlier = await self._patient(stored_already, self.dest, row.name)
+            if earlier is not None:
+                log.info("row %s: its video was stored by an earlier run; kept", row.index)
+                return earlier
         url = finished.video_url
         for attempt in range(URL_REFRESHES + 1):
 
