@@ -204,6 +204,7 @@ def _build(run: RunSpec, progress: Progress) -> Engine:
         job_timeout_s=run.job_timeout_s,
         retry=run.retry,
         resubmit_unknown=run.resubmit_unknown,
+        unknown_grace_s=run.unknown_grace_s,
         max_failure_ratio=run.max_failure_ratio,
         max_credits=run.max_credits,
         downloads=DownloadRules.for_api(settings.base_url, max_bytes=run.limits.max_video_bytes),

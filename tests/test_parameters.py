@@ -26,7 +26,8 @@ def _parameters(flow: object) -> list[str]:
 def test_every_flow_offers_every_run_setting_it_can_use() -> None:
     """generate-videos and fanout take all settings; rerun-failed and inbox all but the few they set themselves."""
     assert _parameters(generate_videos) == ["input", "dest", *SETTINGS]
-    assert _parameters(fanout) == ["input", "dest", *SETTINGS, "shard_deployment", "check_every_s"]
+    own = ["shard_deployment", "check_every_s", "shard_retries", "max_wait_s"]
+    assert _parameters(fanout) == ["input", "dest", *SETTINGS, *own]
     rerun_own = ["manifest", "select", "kinds", "include_unknown"]
     assert _parameters(rerun_failed) == rerun_own + [
         name for name in SETTINGS if name not in ("retry", "resubmit_unknown", "input_format")

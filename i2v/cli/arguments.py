@@ -226,6 +226,14 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-credits", type=float, metavar="C", help="stop sending before estimated spend would pass C credits"
     )
+    parser.add_argument(
+        "--unknown-grace",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="a create whose answer was lost and that the provider's usage logs still do not list this long"
+        " after it was sent never arrived, and is sent again (default: %(default)g s)",
+    )
 
 
 _RERUN_HELP = """Run again chosen rows of a manifest into the same destination: by default the rows whose

@@ -52,6 +52,8 @@ class RunSpec:
     #: Which failures of earlier runs to try again: ``retryable`` ones, or ``all``.
     retry: RetryPolicy = "retryable"
     resubmit_unknown: bool = False
+    #: How long after a create its absence from the provider's usage logs means it never arrived.
+    unknown_grace_s: float = 900.0
     max_failure_ratio: float | None = None
     max_credits: float | None = None
     limits: Limits = field(default_factory=Limits)
@@ -71,6 +73,8 @@ class RunSpec:
             raise ConfigError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
         if self.max_credits is not None and self.max_credits < 0:
             raise ConfigError(f"max_credits must not be negative, got {self.max_credits}")
+        if self.unknown_grace_s < 0:
+            raise ConfigError(f"unknown_grace_s must not be negative, got {self.unknown_grace_s}")
         if self.retry not in ("retryable", "all"):
             raise ConfigError(f"retry must be 'retryable' or 'all', got {self.retry!r}")
 
@@ -105,6 +109,7 @@ class RunSettings:
     rows_per_task: int | None = None
     retry: RetryPolicy = "retryable"
     resubmit_unknown: bool = False
+    unknown_grace_s: float = 900.0
     max_failure_ratio: float | None = None
     max_credits: float | None = None
     limits: Limits | None = None
@@ -142,6 +147,7 @@ class RunSettings:
             rows_per_task=self.rows_per_task,
             retry=self.retry,
             resubmit_unknown=self.resubmit_unknown,
+            unknown_grace_s=self.unknown_grace_s,
             max_failure_ratio=self.max_failure_ratio,
             max_credits=self.max_credits,
             limits=self.limits or Limits(),
