@@ -2,8 +2,9 @@
 
 It serves the vendor's contract on loopback (both create paths, both fetch schemas,
 Bearer auth, body validation against :mod:`i2v.api.models`, queueing under a concurrency
-cap, rate limits, transient errors, failed jobs, expiring download URLs) and answers
-with real H.264 MP4s made from the input image. It exists for dry runs, demos and
+cap, rate limits, transient errors, failed jobs, expiring download URLs, request
+tracing headers and the usage logs of ``GET /v2/logs``) and answers with real H.264
+MP4s made from the input image. It exists for dry runs, demos and
 tests on machines without internet, and it is never kinder than the real service:
 every failure a client must survive can be switched on, at random (deterministic under
 a seed) or scripted one request at a time. That includes what no status code says:

@@ -6,6 +6,7 @@ Vendor endpoints (Bearer key required)::
     GET  /v2/video/generations?generation_id=...    fetch
     POST /v2/generate/video/alibaba/generation      create (legacy path)
     GET  /v2/generate/video/alibaba/generation?...  fetch (older answer schema)
+    GET  /v2/logs?period=24h&...                    one row per create and fetch
 
 Emulator endpoints (no key; the file URL is its own credential)::
 
@@ -25,6 +26,14 @@ held back (slow), cut mid-body by a reset, or, for a download, closed early unde
 full ``Content-Length``. A request that meets a scripted fault gets no random mishap, so
 a script says exactly what happens to the requests it names.
 
+Every create and fetch answer, errors included, carries the vendor's tracing headers
+(:mod:`i2v.emulator.tracing`), and every create and fetch made with the key becomes a
+row of ``GET /v2/logs`` (:mod:`i2v.emulator.usage_logs`) a little later
+(``logs_delay_seconds``). A create that made its job is listed as succeeded, under the
+job's id, even when its answer was lost on the way; the answer itself then carries a
+fresh inference id, as the error the client met would. ``/v2/logs`` has a limit of its
+own, 200 requests in any 60 seconds, and none of the faults.
+
 A create is answered 201: the vendor's gateway is a NestJS application, whose default
 for POST is 201 whatever its OpenAPI files say, and a client must accept any 2xx anyway.
 """
@@ -41,9 +50,11 @@ import secrets
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +82,28 @@ from i2v.emulator.error_bodies import (
 )
 from i2v.emulator.faults import FaultQueue, QueuedFault
 from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler, warm_up
-from i2v.emulator.limits import TokenBucket
+from i2v.emulator.limits import SlidingWindow, TokenBucket
 from i2v.emulator.mishaps import CutAnswer, Mishap, Unsent, hold
 from i2v.emulator.pricing import price
 from i2v.emulator.stats import Stats
 from i2v.emulator.statuses import TERMINAL_FAILURES, TERMINAL_WORDS, reported_status
+from i2v.emulator.tracing import (
+    CLIENT_REQUEST_ID,
+    Trace,
+    add_tracing,
+    looks_issued,
+    new_inference_id,
+    valid_client_request_id,
+)
+from i2v.emulator.usage_logs import LogRow, QueryProblem, UsageLog, owns_prefix, parse_query
 from i2v.emulator.validation import Issue, check_create, summary
 from i2v.media.mismatch import resolution_lines
 
 FILES_PREFIX = "/_emulator/files/"
+LOGS_PATH = "/v2/logs"
+#: ``GET /v2/logs``: at most this many requests in any this many seconds (the vendor's figures).
+LOGS_REQUESTS_PER_WINDOW = 200
+LOGS_WINDOW_SECONDS = 60.0
 #: Renders run side by side in this many threads (the machines this targets have 2 cores).
 RENDER_THREADS = 2
 #: Fallback when a route has no duration parameter (the models' fixed clip length).
@@ -103,6 +127,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
         routes=[
             Route(UNIVERSAL_PATH, emulator.generations, methods=["GET", "POST"]),
             Route(LEGACY_PATH, emulator.generations, methods=["GET", "POST"]),
+            Route(LOGS_PATH, emulator.logs, methods=["GET"]),
             Route(FILES_PREFIX + "{name}", emulator.download, methods=["GET"]),
             Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),
             Route("/_emulator/faults", emulator.add_faults, methods=["POST"]),
@@ -123,6 +148,8 @@ class Emulator:
         self.stats = Stats()
         self.faults = FaultQueue(config.faults)
         self.credits_left = config.credits
+        self.usage_log = UsageLog()
+        self._logs_window = SlidingWindow(LOGS_REQUESTS_PER_WINDOW, LOGS_WINDOW_SECONDS)
         self._bucket: TokenBucket | None = None
         if config.requests_per_second:
             self._bucket = TokenBucket(config.requests_per_second, now=time.monotonic())
@@ -175,13 +202,26 @@ class Emulator:
     # --- vendor endpoints ---------------------------------------------------------------
 
     async def generations(self, request: Request) -> Response:
+        trace = Trace(
+            created=datetime.now(UTC),
+            arrived=time.monotonic(),
+            client_request_id=valid_client_request_id(request.headers.getlist(CLIENT_REQUEST_ID)),
+        )
         if request.method == "POST":
-            return await self.create(request)
-        return await self.fetch(request)
+            self.stats.note_create()
+            # Read first: the log row names the model even of a create refused unread.
+            raw = await request.body()
+            answer = await self.create(request, trace)
+            if trace.model is None and self._authorized(request):
+                trace.model = _named_model(raw)
+            self._trace(request, trace, answer, creating=True)
+        else:
+            answer = await self.fetch(request, trace)
+            self._trace(request, trace, answer, creating=False)
+        return answer
 
-    async def create(self, request: Request) -> Response:
+    async def create(self, request: Request, trace: Trace) -> Response:
         path = request.url.path
-        self.stats.note_create()
         refused = self._admit(request)
         if refused is not None:
             return refused
@@ -203,6 +243,7 @@ class Emulator:
         except ValueError:
             body = _NOT_JSON
             subject_body = raw.decode("utf-8", "replace")
+        trace.model = _model_of(body)
         # Each attempt with the same body is its own subject: a retry gets a fresh draw. Bodies
         # are kept as digests: a long dry run must not hold every image it was sent.
         subject = hashlib.blake2b(f"{path}\x00{subject_body}".encode(), digest_size=16).hexdigest()
@@ -238,6 +279,7 @@ class Emulator:
             self.stats.billed_twice += 1
         self._billed.add(subject)
         self.scheduler.submit(job)
+        trace.job = job
 
         if met is not None and met.fault.after_create:
             fault = self.faults.use(met)
@@ -256,7 +298,7 @@ class Emulator:
             return await self._deliver(request, api_error(502, None, path), mishap)
         return await self._deliver(request, self._created(job), mishap, job_made=True)
 
-    async def fetch(self, request: Request) -> Response:
+    async def fetch(self, request: Request, trace: Trace) -> Response:
         path = request.url.path
         self.stats.fetches += 1
         refused = self._admit(request)
@@ -305,7 +347,29 @@ class Emulator:
             legacy=path == LEGACY_PATH,
             base_url=str(request.base_url),
         )
+        if job.status == "completed":
+            # Video is charged once the generation is completed, and said so from then on.
+            trace.credits = round(job.credits)
         return await self._deliver(request, JSONResponse(answer), mishap)
+
+    async def logs(self, request: Request) -> Response:
+        """``GET /v2/logs``: the key's requests in a window, newest first (see :mod:`i2v.emulator.usage_logs`)."""
+        path = request.url.path
+        self.stats.logs_requests += 1
+        if not self._authorized(request):
+            return api_error(401, None, path)
+        wait = self._logs_window.take(time.monotonic())
+        if wait > 0:
+            return api_error(429, TOO_MANY_REQUESTS, path, retry_after=wait)
+        try:
+            query = parse_query(request.query_params.multi_items(), datetime.now(UTC))
+        except QueryProblem as exc:
+            return api_error(400, f"{QUERY_INVALID} {exc}", path)
+        if query.key_prefix is not None and not owns_prefix(self.config.api_key, query.key_prefix):
+            return api_error(404, f"No key with prefix '{query.key_prefix}' was found", path)
+        # Jobs that have completed by now are charged by now.
+        self.scheduler.advance()
+        return JSONResponse(self.usage_log.page(query, time.monotonic()))
 
     # --- emulator endpoints -------------------------------------------------------------
 
@@ -437,12 +501,59 @@ class Emulator:
             self.stats.client_hangups += 1
             if job_made:
                 self.stats.lost_responses += 1
-            return Unsent()
+            return Unsent(answer)
         if mishap.cut is not None:
             if job_made:
                 self.stats.lost_responses += 1
             return CutAnswer(answer, mishap.cut, self.connections)
         return answer
+
+    def _trace(self, request: Request, trace: Trace, answer: Response, *, creating: bool) -> None:
+        """Put the tracing headers on ``answer`` and, for a request made with the key, its log row."""
+        # The answer as decided, before anything broke it on the way out.
+        decided = answer
+        if isinstance(answer, CutAnswer):
+            decided = answer.answer
+        elif isinstance(answer, Unsent):
+            decided = answer.instead_of
+        failed = decided.status_code >= 400
+        job = trace.job
+        inference_id: str | None
+        if creating:
+            # A lost answer (an error after the job was made) carries no trace of the job.
+            inference_id = job.id if job is not None and not failed else new_inference_id()
+            listed_id = job.id if job is not None else inference_id
+            succeeded = job is not None
+            model = trace.model or ""
+        else:
+            generation_id = request.query_params.get("generation_id", "").strip()
+            inference_id = generation_id if looks_issued(generation_id) else None
+            # The row needs an id even where the answer has none.
+            listed_id = inference_id or new_inference_id()
+            succeeded = not failed
+            polled = self.scheduler.find(generation_id) if generation_id else None
+            model = polled.model if polled is not None else ""
+        add_tracing(
+            decided,
+            inference_id=inference_id,
+            client_request_id=trace.client_request_id,
+            credits=0 if failed else trace.credits,
+        )
+        if not self._authorized(request):
+            # No key, no account to list the request under.
+            return
+        self.usage_log.add(
+            LogRow(
+                created=trace.created,
+                visible_at=trace.arrived + self.config.logs_delay_seconds,
+                status="succeeded" if succeeded else "failed",
+                model=model,
+                request_id=_request_id(decided),
+                inference_id=listed_id,
+                client_request_id=trace.client_request_id,
+                charged_job=job if creating else None,
+            )
+        )
 
     def _created(self, job: Job) -> Response:
         """The answer to the create that made ``job``."""
@@ -555,6 +666,32 @@ def _describe(job: Job, *, status: str, legacy: bool, base_url: str) -> dict[str
         answer["duration"] = job.spec.seconds if video is not None else None
     answer["meta"] = meta
     return answer
+
+
+def _model_of(body: Any) -> str:
+    """The model a create body names, or ``""``."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else ""
+
+
+def _named_model(raw: bytes) -> str:
+    """The model a raw create body names, or ``""``."""
+    try:
+        return _model_of(json.loads(raw))
+    except ValueError:
+        return ""
+
+
+def _request_id(answer: Response) -> str:
+    """The id of one HTTP call: an error answer's own ``requestId``, else a fresh one."""
+    if answer.status_code >= 400 and isinstance(answer, JSONResponse):
+        try:
+            body = json.loads(bytes(answer.body))
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("requestId"), str):
+            return str(body["requestId"])
+    return str(uuid.uuid4())
 
 
 def _invalid_body(issues: list[Issue], path: str) -> Response:

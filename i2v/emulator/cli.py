@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--api-key", metavar="KEY", help="key clients must send (default: $AIMLAPI_API_KEY)")
     add("--access-log", action="store_true", help="log every request")
+    add(
+        "--logs-delay",
+        type=float,
+        metavar="SECONDS",
+        help="time before a request shows up in GET /v2/logs (default: %(default)s)",
+    )
 
     add = parser.add_argument_group("jobs").add_argument
     add(
@@ -148,6 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         seed=defaults.seed,
         short_side=defaults.short_side,
         fps=defaults.fps,
+        logs_delay=defaults.logs_delay_seconds,
     )
 
 
@@ -188,6 +195,7 @@ def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
         fps=args.fps,
         render_processes=args.render_processes,
         seed=args.seed,
+        logs_delay_seconds=args.logs_delay,
         work_dir=args.work_dir,
     )
 

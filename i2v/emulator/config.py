@@ -215,6 +215,10 @@ class EmulatorConfig:
     #: while a wave of videos is made.
     render_processes: int = 0
     seed: int = 0
+    #: How long after its request a row shows up in ``GET /v2/logs``: the vendor fills
+    #: that listing from an analytics pipeline, so a client cannot count on a row being
+    #: there the moment its answer arrives. 0 lists rows at once.
+    logs_delay_seconds: float = 1.0
     #: Where MP4s are written; a temporary folder (removed at shutdown) when ``None``.
     work_dir: Path | None = None
     faults: tuple[Fault, ...] = ()
@@ -255,3 +259,5 @@ class EmulatorConfig:
             raise ValueError("render_processes must not be negative")
         if self.fps < 1:
             raise ValueError("fps must be at least 1")
+        if not 0 <= self.logs_delay_seconds < math.inf:
+            raise ValueError("logs_delay_seconds must be a finite number of seconds, at least 0")

@@ -1,6 +1,12 @@
-"""Request-rate limiting: a token bucket shared by all API requests."""
+"""Request-rate limiting: a token bucket and a sliding window.
+
+The token bucket (``requests_per_second``) paces the inference requests; the sliding
+window enforces a limit published as a count per period (``/v2/logs``: 200 a minute).
+"""
 
 from __future__ import annotations
+
+from collections import deque
 
 
 class TokenBucket:
@@ -22,3 +28,30 @@ class TokenBucket:
             self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self.rate
+
+
+class SlidingWindow:
+    """At most ``limit`` requests in any ``seconds`` long stretch of time.
+
+    Only the requests let through count: one refused is not served, so it does not
+    push the next allowed one further out.
+    """
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if seconds <= 0:
+            raise ValueError("seconds must be positive")
+        self.limit = limit
+        self.seconds = seconds
+        self._taken: deque[float] = deque()
+
+    def take(self, now: float) -> float:
+        """Count one request; returns 0 if it may go, else the seconds until one may."""
+        taken = self._taken
+        while taken and taken[0] <= now - self.seconds:
+            taken.popleft()
+        if len(taken) < self.limit:
+            taken.append(now)
+            return 0.0
+        return taken[0] + self.seconds - now

@@ -47,10 +47,11 @@ async def hold(receive: Receive, seconds: float) -> bool:
 
 
 class Unsent(Response):
-    """No answer at all: its client is gone."""
+    """No answer at all: its client is gone. ``instead_of`` is the answer it would have had."""
 
-    def __init__(self) -> None:
+    def __init__(self, instead_of: Response) -> None:
         super().__init__()
+        self.instead_of = instead_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         return None

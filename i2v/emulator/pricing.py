@@ -3,7 +3,10 @@
 This is the emulator's own price list, not the vendor's (whose prices change and differ
 per model): it only has to be plausible, so that spend reports, budgets and the
 out-of-credits path can be exercised. Price grows with resolution and duration and is
-charged in full when the job is accepted.
+taken from the balance in full when the job is accepted, never refunded (the harsher
+reading: a client cannot count on a refund). What the service *reports* follows the
+vendor: the cost headers and ``GET /v2/logs`` show a job's price once it is
+``completed``, and nothing for a job that fails (see :mod:`i2v.emulator.tracing`).
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ class Stats:
     creates: int = 0
     fetches: int = 0
     downloads: int = 0
+    #: Requests to ``GET /v2/logs``, whatever they were answered.
+    logs_requests: int = 0
     #: Downloads answered with the whole file.
     downloads_served: int = 0
     bytes_served: int = 0
@@ -76,6 +78,7 @@ class Stats:
             "creates": self.creates,
             "fetches": self.fetches,
             "downloads": self.downloads,
+            "logs_requests": self.logs_requests,
             "downloads_served": self.downloads_served,
             "bytes_served": self.bytes_served,
             "lost_responses": self.lost_responses,
