@@ -188,23 +188,6 @@ async def test_rerun_reattaches_to_live_jobs_and_skips_stored_videos(images: Pat
     assert stats["downloads_served"] == 4
 
 
-async def test_a_create_that_may_have_made_a_job_is_never_sent_again(images: Path, tmp_path: Path) -> None:
-    """A journal intent without an id (a crash mid-create) makes the row submit_unknown, with no create."""
-    (row,) = _rows(images, 1)
-    dest = tmp_path / "out"
-    with emulator() as emu:
-        offload = Offload(1)
-        await Journal(LocalDestination(dest), offload).sending(
-            row.key, model=row.model, route=row.route, at=0.0, run="crashed", sends=1
-        )
-        offload.close()
-        async with _engine(emu, dest) as engine:
-            (outcome,) = await engine.run_batch([row])
-        assert emu.stats()["creates"] == 0
-    assert (outcome.status, outcome.error_kind, outcome.retryable) == ("failed", "submit_unknown", False)
-    assert "crashed" in (outcome.error_message or "")
-
-
 async def test_a_bad_key_stops_admission_and_every_row_still_gets_an_outcome(images: Path, tmp_path: Path) -> None:
     """The first 401 stops the run: rows not yet sent fail as not submitted, none is created."""
     rows = _rows(images, 10)

@@ -29,10 +29,11 @@ async def test_a_refused_download_asks_the_generation_again_and_pays_nothing_mor
     """A 403, 404 or 410 on the video URL: the generation is fetched again for its URL; the row completes."""
     rows = make_rows(images, 3)
     with emulator() as emu:
-        for status in (403, 404, 410):
-            emu.fault("download", status, count=1)
         async with engine_on(emu, LocalDestination(tmp_path / "out")) as engine:
-            outcomes = await engine.run_batch(rows)
+            outcomes = []
+            for row, status in zip(rows, (403, 404, 410), strict=True):
+                emu.fault("download", status, count=1)
+                outcomes += await engine.run_batch([row])
         assert emu.created() == 3
         assert emu.stats()["downloads_served"] == 3
     assert [o.status for o in outcomes] == ["completed"] * 3

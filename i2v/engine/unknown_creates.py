@@ -101,6 +101,8 @@ class UnknownCreates:
     ) -> None:
         self._logs = logs
         self.grace_s = grace_s
+        #: A short grace (tests, dry runs on the emulator) looks again sooner.
+        self.recheck_s = min(RECHECK_S, max(0.5, grace_s / 10))
         self._sleep = sleep
         self._clock = clock
         self._limiter = limiter or AsyncLimiter(LOG_REQUESTS_PER_MINUTE, 60)
@@ -124,7 +126,7 @@ class UnknownCreates:
             age = self._clock() - entry.at if entry.at else self.grace_s
             if age >= self.grace_s:
                 return NoJob(f"its create is not in the provider's logs {age / 60:.0f} min after it was sent")
-            await self._sleep(min(RECHECK_S, self.grace_s - age))
+            await self._sleep(min(self.recheck_s, self.grace_s - age))
 
     async def _look(self, entry: Entry) -> LogRow | None:
         """The log row of the entry's create, reading new log pages if need be."""
