@@ -5,8 +5,12 @@ it over HTTP on loopback, starts moto's standalone S3 server, and runs each side
 process (``bench/transfer_side.py``), sampled like the pipeline in the other benchmarks:
 
 * ``ours``: :func:`i2v.engine.download.store_video`, what the pipeline does with every finished
-  video: stream from the URL into a multipart upload, spool, decode every frame, commit.
+  video: stream from the URL to a local copy, decode every frame, commit (upload to S3).
 * ``boto3``: ``upload_fileobj`` of the same file from local disk (s3transfer's defaults).
+
+``--bucket-mb-per-s`` puts the S3 server behind a relay that passes that many MB a second
+(all connections together), a slow bucket; ``--download-mb-per-s`` does the same for the
+download.
 
 Prints throughput of each, their ratio, and each side's RSS growth (peak of its process
 tree minus its RSS just before the transfer). The decode check of ``ours`` is also timed
@@ -18,21 +22,25 @@ its largest), and every run is listed.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from bench.common import MB, REPO_ROOT, emit, log, ratio, rounded, run_measured, work_folder
 
 CACHE = REPO_ROOT / "out" / "bench"
+_T = TypeVar("_T")
 
 
 def make_video(path: Path, megabytes: int) -> Path:
@@ -94,9 +102,71 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+class Throttle:
+    """A TCP relay on loopback passing at most ``mb_per_s`` MB a second, all its connections together.
+
+    A slow link in front of a server: every chunk, either way, takes its turn on one shared
+    timeline. Runs its own event loop in a thread of this process.
+    """
+
+    def __init__(self, target_port: int, mb_per_s: float) -> None:
+        self.target_port = target_port
+        self.rate = mb_per_s * MB
+        self._free_at = 0.0  # when the link has sent everything handed to it so far
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.port = 0
+
+    def __enter__(self) -> Throttle:
+        self._thread.start()
+        self._server = self._call(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._call(self._shut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _shut(self) -> None:
+        self._server.close()
+        relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in relays:
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(64 * 1024):
+                now = self._loop.time()
+                self._free_at = max(self._free_at, now) + len(data) / self.rate
+                await asyncio.sleep(self._free_at - now)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
 @contextmanager
-def s3_server() -> Iterator[dict[str, str]]:
-    """A fresh moto S3 server on loopback with a bucket ``bench``; yields the environment for a side."""
+def s3_server(mb_per_s: float | None = None) -> Iterator[dict[str, str]]:
+    """A fresh moto S3 server on loopback with a bucket ``bench``; yields the environment for a side.
+
+    With ``mb_per_s`` the side reaches it through a :class:`Throttle`.
+    """
     port = free_port()
     moto = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
@@ -104,27 +174,34 @@ def s3_server() -> Iterator[dict[str, str]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        s3_url = f"http://127.0.0.1:{port}"
-        wait_for(f"{s3_url}/moto-api/", moto)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        ).create_bucket(Bucket="bench")
-        yield {
-            **os.environ,
-            "AWS_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        }
+        wait_for(f"http://127.0.0.1:{port}/moto-api/", moto)
+        with contextlib.ExitStack() as relay:
+            if mb_per_s:
+                port = relay.enter_context(Throttle(port, mb_per_s)).port
+            yield _bucket(f"http://127.0.0.1:{port}")
     finally:
         stop(moto)
+
+
+def _bucket(s3_url: str) -> dict[str, str]:
+    """Make the bucket ``bench``; the environment that points a side at ``s3_url``."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    ).create_bucket(Bucket="bench")
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def side(name: str, args: list[str], env: dict[str, str], folder: Path) -> dict[str, Any]:
@@ -156,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--megabytes", type=int, default=200, help="size of the test video (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a 30 MB video instead")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side (default: %(default)s)")
+    parser.add_argument("--bucket-mb-per-s", type=float, help="a slow bucket: S3 behind a relay passing this many MB/s")
+    parser.add_argument("--download-mb-per-s", type=float, help="a slow download: the video URL behind such a relay")
     parser.add_argument("--out", type=Path, help="also write the figures to this file")
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--keep", action="store_true")
@@ -187,16 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             wait_for(f"http://127.0.0.1:{http_port}/", server)
-            url = f"http://127.0.0.1:{http_port}/{video.name}"
-            plain_runs: list[dict[str, Any]] = []
-            ours_runs: list[dict[str, Any]] = []
-            for _ in range(max(1, args.repeat)):
-                # Each run gets an S3 server of its own: moto keeps objects in memory, and
-                # completing an upload costs more the more it already holds.
-                with s3_server() as env:
-                    plain_runs.append(side("boto3", [str(video), "bench", "plain.mp4"], env, folder))
-                with s3_server() as env:
-                    ours_runs.append(side("ours", [url, "bench", "ours"], env, folder))
+            with contextlib.ExitStack() as relay:
+                if args.download_mb_per_s:
+                    http_port = relay.enter_context(Throttle(http_port, args.download_mb_per_s)).port
+                url = f"http://127.0.0.1:{http_port}/{video.name}"
+                plain_runs: list[dict[str, Any]] = []
+                ours_runs: list[dict[str, Any]] = []
+                for _ in range(max(1, args.repeat)):
+                    # Each run gets an S3 server of its own: moto keeps objects in memory, and
+                    # completing an upload costs more the more it already holds.
+                    with s3_server(args.bucket_mb_per_s) as env:
+                        plain_runs.append(side("boto3", [str(video), "bench", "plain.mp4"], env, folder))
+                    with s3_server(args.bucket_mb_per_s) as env:
+                        ours_runs.append(side("ours", [url, "bench", "ours"], env, folder))
         finally:
             stop(server)
     plain, ours = summary(plain_runs), summary(ours_runs)
@@ -204,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "transfer",
         "video_mb": rounded(video.stat().st_size / MB, 1),
+        "bucket_mb_per_s": args.bucket_mb_per_s,
+        "download_mb_per_s": args.download_mb_per_s,
         "video": {"frames": info.frames, "width": info.width, "height": info.height, "decode_s": rounded(decode_s, 2)},
         "boto3_upload_fileobj": plain,
         "store_video": ours,

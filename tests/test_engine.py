@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 import i2v.engine.runner as engine_module
 from i2v.engine.journal import Journal, Submission
@@ -20,16 +19,14 @@ from i2v.engine.spec import RowsUnfinished
 from i2v.inputs.row import Row
 from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
-from tests.engines import engine_on, make_rows
+from tests.engines import draw_images, engine_on, make_rows
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    for name, color in (("a", (200, 80, 20)), ("b", (20, 80, 200))):
-        Image.new("RGB", (48, 27), color).save(tmp_path / f"{name}.png")
-    return tmp_path
+    return draw_images(tmp_path)
 
 
 def _rows(folder: Path, count: int, *, prompt: str = "Scene {i} of the harbour at dawn") -> list[Row]:

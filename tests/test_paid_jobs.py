@@ -6,23 +6,19 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from i2v.api.models import get_model
-from i2v.engine.journal import Journal
-from i2v.engine.offload import Offload
+from i2v.inputs.row import Row
 from i2v.storage.local import LocalDestination
-from tests.emulated import emulator
-from tests.engines import engine_on, make_rows
+from tests.emulated import Emulator, emulator
+from tests.engines import draw_images, engine_on, journal_intent, make_rows
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    for name, color in (("a", (200, 80, 20)), ("b", (20, 80, 200))):
-        Image.new("RGB", (48, 27), color).save(tmp_path / f"{name}.png")
-    return tmp_path
+    return draw_images(tmp_path)
 
 
 async def test_a_refused_download_asks_the_generation_again_and_pays_nothing_more(images: Path, tmp_path: Path) -> None:
@@ -39,21 +35,13 @@ async def test_a_refused_download_asks_the_generation_again_and_pays_nothing_mor
     assert [o.status for o in outcomes] == ["completed"] * 3
 
 
-async def _journaled_job(emu: object, dest: LocalDestination, row: object, *, sent_ago_s: float) -> str:
+async def _journaled_job(emu: Emulator, dest: LocalDestination, row: Row, *, sent_ago_s: float) -> str:
     """A job created for ``row`` and journaled as a run that has since died left it; its id."""
-    api = emu.api()  # type: ignore[attr-defined]
-    route = get_model(row.model).route(row.route)  # type: ignore[attr-defined]
-    generation = await api.create(route, row.request_body())  # type: ignore[attr-defined]
+    api = emu.api()
+    generation = await api.create(get_model(row.model).route(row.route), row.request_body())
     await api.aclose()
-    offload = Offload(1)
-    journal = Journal(dest, offload)
-    key = row.key  # type: ignore[attr-defined]
-    await journal.sending(key, model=row.model, route=row.route, at=time.time() - sent_ago_s, run="dead", sends=1)  # type: ignore[attr-defined]
-    entry = await journal.load(key)
-    assert entry is not None
-    await journal.found(entry, generation.id)
-    offload.close()
-    return str(generation.id)
+    await journal_intent(dest, row, sent_ago_s=sent_ago_s, generation_id=generation.id)
+    return generation.id
 
 
 async def test_a_job_re_attached_late_gets_a_fresh_deadline(images: Path, tmp_path: Path) -> None:

@@ -9,25 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from i2v.engine.claims import LEASE_S, Claimed, Held, RowClaims, claim_key, owner_key
-from i2v.engine.journal import Journal
-from i2v.engine.offload import Offload
 from i2v.storage.destination import Destination
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination
 from tests.emulated import emulator
-from tests.engines import engine_on, make_rows
+from tests.engines import draw_images, engine_on, journal_intent, make_rows
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    for name, color in (("a", (200, 80, 20)), ("b", (20, 80, 200))):
-        Image.new("RGB", (48, 27), color).save(tmp_path / f"{name}.png")
-    return tmp_path
+    return draw_images(tmp_path)
 
 
 class Clock:
@@ -116,14 +111,8 @@ async def test_a_dead_runs_claim_is_taken_over_and_its_job_re_attached(images: P
     (row,) = make_rows(images, 1)
     dest = LocalDestination(tmp_path / "out")
     with emulator(generation_seconds=0.3) as emu:
-        offload = Offload(1)
         generation = await emu.api().create(_route(row), row.request_body())
-        journal = Journal(dest, offload)
-        await journal.sending(row.key, model=row.model, route=row.route, at=time.time(), run="dead", sends=1)
-        entry = await journal.load(row.key)
-        assert entry is not None
-        await journal.found(entry, generation.id)
-        offload.close()
+        await journal_intent(dest, row, sent_ago_s=1.0, generation_id=generation.id)
         dest.put_bytes(
             owner_key("dead-owner"),
             json.dumps({"owner": "dead-owner", "at": time.time() - 2 * LEASE_S}).encode(),

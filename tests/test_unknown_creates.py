@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from PIL import Image
 
 from i2v.api.models import get_model
 from i2v.api.usage_logs import LogPage
-from i2v.engine.journal import Entry, Journal
-from i2v.engine.offload import Offload
+from i2v.engine.journal import Entry
 from i2v.engine.unknown_creates import Found, NoJob, UnknownCreates, Unresolvable
 from i2v.errors import AuthError
 from i2v.storage.local import LocalDestination
 from tests.emulated import emulator
-from tests.engines import engine_on, make_rows
+from tests.engines import draw_images, engine_on, journal_intent, make_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -26,9 +23,7 @@ GRACE_S = 4.0
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    for name, color in (("a", (200, 80, 20)), ("b", (20, 80, 200))):
-        Image.new("RGB", (48, 27), color).save(tmp_path / f"{name}.png")
-    return tmp_path
+    return draw_images(tmp_path)
 
 
 async def test_a_create_whose_answer_was_lost_after_its_job_was_made_is_re_attached(
@@ -61,16 +56,6 @@ async def test_a_create_that_failed_before_making_a_job_is_sent_again(images: Pa
     assert stats["billed_twice"] == 0
 
 
-async def _intent(dest: LocalDestination, row: Any, *, sent_ago_s: float) -> Entry:
-    offload = Offload(1)
-    journal = Journal(dest, offload)
-    await journal.sending(row.key, model=row.model, route=row.route, at=time.time() - sent_ago_s, run="killed", sends=1)
-    entry = await journal.load(row.key)
-    offload.close()
-    assert entry is not None
-    return entry
-
-
 async def test_a_killed_runs_create_that_reached_the_provider_is_found_and_re_attached(
     images: Path, tmp_path: Path
 ) -> None:
@@ -78,7 +63,7 @@ async def test_a_killed_runs_create_that_reached_the_provider_is_found_and_re_at
     (row,) = make_rows(images, 1)
     dest = LocalDestination(tmp_path / "out")
     with emulator(logs_delay_seconds=0.2) as emu:
-        entry = await _intent(dest, row, sent_ago_s=1.0)
+        entry = await journal_intent(dest, row, sent_ago_s=1.0)
         api = emu.api()
         route = get_model(row.model).route(row.route)
         made = await api.create(route, row.request_body(), client_request_id=entry.client_request_id)
@@ -96,7 +81,7 @@ async def test_a_killed_runs_create_that_never_arrived_is_sent_again_after_the_g
     (row,) = make_rows(images, 1)
     dest = LocalDestination(tmp_path / "out")
     with emulator(logs_delay_seconds=0.2) as emu:
-        await _intent(dest, row, sent_ago_s=1.0)
+        await journal_intent(dest, row, sent_ago_s=1.0)
         started = time.monotonic()
         async with engine_on(emu, dest, run="next", unknown_grace_s=GRACE_S) as engine:
             (outcome,) = await engine.run_batch([row])

@@ -173,6 +173,20 @@ async def _withdraw(journal: Journal, row: Row) -> None:
 
 async def fresh_video_url(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> str | None:
     """The video URL the generation gives now (its last one expired or was refused); None if it has none."""
+    generation = await _fetch_again(api, submission, backoff)
+    return generation.video_url if generation is not None and generation.is_completed else None
+
+
+async def still_live(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> bool:
+    """Whether a journaled generation can still deliver its video."""
+    generation = await _fetch_again(api, submission, backoff)
+    if generation is None:
+        return False
+    return generation.is_running or (generation.is_completed and generation.video_url is not None)
+
+
+async def _fetch_again(api: VideoApi, submission: Submission, backoff: Backoff) -> Generation | None:
+    """The generation as the provider tells it now (transient errors retried); None if it no longer knows it."""
     route = get_model(submission.model).route(submission.route)
     try:
         generation, _ = await call_with_retries(
@@ -180,19 +194,7 @@ async def fresh_video_url(api: VideoApi, submission: Submission, *, backoff: Bac
         )
     except RequestRejected:
         return None
-    return generation.video_url if generation.is_completed else None
-
-
-async def still_live(api: VideoApi, submission: Submission, *, backoff: Backoff = SUBMIT_BACKOFF) -> bool:
-    """Whether a journaled generation can still deliver its video."""
-    route = get_model(submission.model).route(submission.route)
-    try:
-        generation, _ = await call_with_retries(
-            lambda: api.fetch(route, submission.generation_id), retry_if=is_transient, backoff=backoff
-        )
-    except RequestRejected:
-        return False
-    return generation.is_running or (generation.is_completed and generation.video_url is not None)
+    return generation
 
 
 async def wait_for_video(
