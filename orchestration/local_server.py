@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from i2v.cli.lifetime import ends_with_parent
 from i2v.errors import ConfigError
 
 #: The start-up limit when ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` is not set.
@@ -67,6 +69,9 @@ def start_local_server() -> LocalServer:
     Call :meth:`LocalServer.wait_ready` before the first flow runs. The server is stopped
     from an exit handler, registered before Prefect is imported: exit handlers run last
     first, so Prefect's own (which send the last logs and events) run while it still answers.
+    A process that ends without running its exit handlers (killed, ``os._exit``) takes the
+    server with it on Linux: the server is killed when the thread that called this ends,
+    so call it from the main thread.
     """
     if os.environ.get("PREFECT_API_URL"):
         return LocalServer()
@@ -75,6 +80,7 @@ def start_local_server() -> LocalServer:
         _command(port),
         # As Prefect's ephemeral mode sets them: no UI, the services an ephemeral server runs.
         env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"},
+        preexec_fn=ends_with_parent(signal.SIGKILL),
     )
     atexit.register(_stop, process)
     api_url = f"http://127.0.0.1:{port}/api"

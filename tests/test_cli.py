@@ -1,14 +1,17 @@
-"""The i2v command: one-line errors, the model listing, and the demo end to end."""
+"""The i2v command: one-line errors, the model listing, the demo end to end, processes that end with it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from i2v.cli.main import REPO_ROOT, main
@@ -83,3 +86,86 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert all((dest / line["file_name"]).is_file() for line in lines)
     assert "rows: " in done.stdout
     assert "manifest:" in done.stdout
+
+
+#: Starts a child that ignores SIGTERM, watches for its parent's end and starts a grandchild; prints their pids.
+_PARENT = """
+import os, signal, subprocess, sys, time
+from i2v.cli import lifetime
+child = '''
+import os, signal, subprocess, sys, time
+from i2v.cli import lifetime
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+lifetime.end_when_orphaned(int(sys.argv[1]), grace_s=1.0)
+sleeper = subprocess.Popen(['sleep', '60'])
+print(os.getpid(), sleeper.pid, flush=True)
+time.sleep(60)
+'''
+subprocess.Popen([sys.executable, '-c', child, str(os.getpid())], start_new_session=True,
+                 preexec_fn=lifetime.ends_with_parent(signal.SIGTERM))
+time.sleep(60)
+"""
+
+#: A parent that ends before its child asks to end with it; the child notes how far it got.
+_LATE = """
+import os, signal, sys
+from i2v.cli import lifetime
+preexec = lifetime.ends_with_parent(signal.SIGTERM)
+me = os.getpid()
+if os.fork():
+    os._exit(0)
+print(os.getpid(), flush=True)
+while os.getppid() == me:
+    pass
+with open(sys.argv[1], 'w') as note:
+    note.write('asked')
+preexec()
+with open(sys.argv[1], 'a') as note:
+    note.write(' and lived on')
+"""
+
+
+def _gone(pids: list[int], within_s: float) -> bool:
+    """Whether every process of ``pids`` has ended (zombies included) within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = 0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                alive += psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        if not alive:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_an_orphaned_run_that_does_not_stop_is_killed_after_its_grace_period() -> None:
+    """A child left without its parent that ignores the SIGTERM is killed, and its own child, after a grace period."""
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        assert parent.stdout is not None
+        pids = [int(word) for word in parent.stdout.readline().split()]
+        parent.kill()
+        parent.wait(10)
+        time.sleep(0.2)
+        assert not _gone(pids, within_s=0), "SIGTERM is ignored: the grace period runs"
+        assert _gone(pids, within_s=10), "killed once the grace period is over, the grandchild too"
+    finally:
+        parent.kill()
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_ended_before_it_asked_exits(tmp_path: Path) -> None:
+    """A child whose parent ended before it asked to be signalled on that end exits at once."""
+    note = tmp_path / "note"
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE, str(note)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True
+    )
+    assert _gone([int(done.stdout)], within_s=10)
+    assert note.read_text() == "asked"

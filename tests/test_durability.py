@@ -2,18 +2,23 @@
 
 The emulator runs in this test process; ``i2v`` runs as its own process group, which the
 tests kill with SIGKILL at random moments (during creates, polls and downloads) or stop
-with a signal, and then simply run again.
+with a signal, and then simply run again. A killed command takes its run with it: no
+process of the run is left to go on sending.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from tests.emulated import Emulator, emulator
@@ -128,6 +133,63 @@ def test_a_signal_stops_cleanly_and_a_rerun_finishes(
     assert rerun == (1 if len(unknown) else 0), log.read_text()[-3000:]
     jobs = sum(stats["jobs"].values())
     assert ROWS - len(unknown) <= jobs <= ROWS, "every started job was re-attached, none made twice"
+
+
+@pytest.fixture
+def slow_emu() -> Iterator[Emulator]:
+    """Jobs of about four seconds, six at a time: left alone, a run of 48 rows takes half a minute."""
+    with emulator(generation_seconds=4.0, generation_jitter=0.5, max_concurrent=6) as running:
+        yield running
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _kill_command_then_count(
+    emu: Emulator, folder: Path, prefect_home: Path, kill: Callable[[subprocess.Popen[bytes]], None]
+) -> None:
+    """Start `i2v run` as a user does, ``kill`` it amid jobs, check that every process of the run ends."""
+    csv = write_rows(folder, 48)
+    env = cli_env(emu.base_url, emu.api_key, prefect_home)
+    log = folder / "i2v.log"
+    process = start(_run_args(csv, folder / "out"), env, log)
+    tree: list[psutil.Process] = []
+    try:
+        wait_until(lambda: emu.stats()["creates"] >= 8, timeout=180, what="eight creates")
+        root = psutil.Process(process.pid)
+        tree = root.children(recursive=True)
+        commands = [" ".join(child.cmdline()) for child in tree]
+        assert any("i2v.cli.main" in command for command in commands), commands
+        assert any("uvicorn" in command for command in commands), commands
+        kill(process)
+        process.wait(10)
+        deadline = time.monotonic() + 15
+        while any(map(_alive, tree)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [command for child, command in zip(tree, commands, strict=True) if _alive(child)]
+        assert not left, f"still running 15 s after the kill: {left}"
+        creates = emu.stats()["creates"]
+        time.sleep(1.5)
+        assert emu.stats()["creates"] == creates, "nothing more is sent"
+    finally:
+        kill_group(process)
+        for child in tree:  # whatever outlived the command (it should not)
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+def test_sigkill_of_the_command_ends_the_run(slow_emu: Emulator, tmp_path: Path, prefect_home: Path) -> None:
+    """A SIGKILL of the `i2v run` command alone ends the flow process and Prefect's server, and sending stops."""
+    _kill_command_then_count(slow_emu, tmp_path, prefect_home, lambda process: process.kill())
+
+
+def test_sigkill_of_the_command_group_ends_the_run(slow_emu: Emulator, tmp_path: Path, prefect_home: Path) -> None:
+    """A SIGKILL of the command's process group ends the flow process and Prefect's server, and sending stops."""
+    _kill_command_then_count(slow_emu, tmp_path, prefect_home, lambda process: os.killpg(process.pid, signal.SIGKILL))
 
 
 def test_rerun_command_picks_rows_by_selector(tmp_path: Path, prefect_home: Path) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from i2v.api.models import MODELS
 from i2v.api.settings import ApiSettings
+from i2v.cli import lifetime
 from i2v.cli import supervisor as watch
 from i2v.cli.arguments import build_parser, limits_given, row_defaults
 from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console
@@ -48,6 +49,8 @@ _PREFECT_DEFAULTS = {
 }
 #: Set in the process that runs the flow, under an ``i2v run`` that watches it.
 _SUPERVISED = "I2V_SUPERVISED"
+#: The process id of that ``i2v run``: the process that runs the flow ends when it is gone.
+_SUPERVISOR = "I2V_SUPERVISOR_PID"
 DEMO_KEY = "demo-key-not-secret"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +58,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``i2v`` console script; returns the exit status."""
     if os.environ.get(_SUPERVISED):
+        supervisor = os.environ.get(_SUPERVISOR, "")
+        if supervisor.isdigit():
+            lifetime.end_when_orphaned(int(supervisor))
         # Started by _supervise with these blocked (a child inherits its parent's mask).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watch.FORWARDED)
     args = build_parser().parse_args(argv)
@@ -159,12 +165,18 @@ def _supervise(argv: list[str], *, view: View) -> int:
     This process then becomes :mod:`i2v.cli.supervisor`, which passes the run signals and exits
     with its status. Returns only if that program cannot be started (then it watches the
     run itself, the same way).
+
+    The run does not outlive this process (see :mod:`i2v.cli.lifetime`): however this
+    process ends, SIGKILL included, the run gets SIGTERM, stops as it does on any SIGTERM,
+    and is killed if it has not ended within a grace period.
     """
-    env = {**os.environ, _SUPERVISED: "1"}
+    env = {**os.environ, _SUPERVISED: "1", _SUPERVISOR: str(os.getpid())}
     command = [sys.executable, "-m", "i2v.cli.main", *argv]
     # Blocked until the watcher's handlers are in place, so a signal meanwhile is held, not lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, watch.FORWARDED)
-    child = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603 - this very command again
+    child = subprocess.Popen(  # noqa: S603 - this very command again
+        command, env=env, start_new_session=True, preexec_fn=lifetime.ends_with_parent(signal.SIGTERM)
+    )
     program = [sys.executable, "-S", watch.__file__, str(child.pid), view]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -10,7 +10,8 @@ The first SIGINT or SIGTERM asks the run to stop (nothing more is sent, every st
 job stays journaled, the manifest is written); the watcher then exits 130 or 143. A
 second signal kills the run's whole process group at once (the journal is intact).
 Both signals are blocked from before the run starts until the handlers are in place, so
-one that arrives in between waits rather than being lost.
+one that arrives in between waits rather than being lost. If this process itself is
+killed, the run ends too (:mod:`i2v.cli.lifetime`).
 """
 
 from __future__ import annotations
