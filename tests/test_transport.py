@@ -1,4 +1,4 @@
-"""The pooled transport over real loopback servers: plain and TLS, reuse, closes, timeouts, refusals."""
+"""The API and download clients' connections (httpx's own pool) over real loopback servers."""
 
 from __future__ import annotations
 
@@ -23,20 +23,38 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from i2v.api.transport import RECENTLY_USED_S, PooledTransport
+from i2v.api.client import VideoApi, make_http_client
+from i2v.api.models import get_model
+from i2v.api.settings import ApiSettings, Secret
+from i2v.errors import TransportError
 from tests.loopback import serving
 
 pytestmark = pytest.mark.anyio
 
-LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+ROUTE = get_model("alibaba/wan2.5-i2v-preview").route()
+
+
+def _settings(base_url: str = "http://127.0.0.1", timeout_s: float = 5.0) -> ApiSettings:
+    return ApiSettings(api_key=Secret("k"), base_url=base_url, timeout_s=timeout_s)
+
+
+@pytest.fixture(autouse=True)
+def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback servers are reached directly and trusted only as the test says, whatever the machine names."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
 
 
 class _Echo(BaseHTTPRequestHandler):
     """Answers every GET with the client's port, keeping the connection open."""
 
     protocol_version = "HTTP/1.1"
+    delay_s = 0.0
 
     def do_GET(self) -> None:
+        time.sleep(self.delay_s)
         body = str(self.client_address[1]).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -45,6 +63,12 @@ class _Echo(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _SlowEcho(_Echo):
+    """Takes a moment over every answer, so that requests sent together overlap."""
+
+    delay_s = 0.1
 
 
 class _Large(_Echo):
@@ -66,8 +90,8 @@ class _ClosesWhenIdle(_Echo):
 
 
 @contextmanager
-def _tls_serving(folder: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
-    """An HTTPS echo server with a fresh self-signed certificate; yields its URL and a context that trusts it."""
+def _tls_serving(folder: Path, handler: type[BaseHTTPRequestHandler]) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server with a fresh self-signed certificate; yields its URL and the certificate's file."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
@@ -89,81 +113,83 @@ def _tls_serving(folder: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
     )
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert_path, key_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.socket = server_context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", ssl.create_default_context(cafile=str(cert_path))
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert_path
     finally:
         server.shutdown()
         server.server_close()
 
 
+@contextmanager
+def _served(
+    scheme: str, handler: type[BaseHTTPRequestHandler], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """``handler`` over plain HTTP, or over HTTPS with its certificate trusted through ``SSL_CERT_FILE``."""
+    if scheme == "http":
+        with serving(handler) as url:
+            yield url
+        return
+    with _tls_serving(folder, handler) as (url, cert):
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        yield url
+
+
 async def test_requests_reuse_one_kept_alive_connection() -> None:
     """Requests one after another travel on one pooled connection."""
     with serving(_Echo) as url:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            ports = {(await http.get(url)).text for _ in range(5)}
+        async with make_http_client(_settings(url)) as http:
+            ports = {(await http.get("/")).text for _ in range(5)}
     assert len(ports) == 1
 
 
-async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
-    """TLS connects, verifies the server's certificate, and keeps the connection for the next request."""
-    with _tls_serving(tmp_path) as (url, context):
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS, ssl_context=context)) as http:
-            first, second = (await http.get(url)), (await http.get(url))
+async def test_the_pool_holds_at_most_max_connections() -> None:
+    """Eight requests at once on a client of two connections travel on two connections, reused."""
+    with serving(_SlowEcho) as url:
+        async with make_http_client(_settings(url), max_connections=2) as http:
+            answers = await asyncio.gather(*(http.get("/") for _ in range(8)))
+    assert len({answer.text for answer in answers}) == 2
+
+
+async def test_https_verifies_against_the_certificates_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate trusted through SSL_CERT_FILE connects, and its connection is kept for the next request."""
+    with _served("https", _Echo, tmp_path, monkeypatch) as url:
+        async with make_http_client(_settings(url)) as http:
+            first, second = (await http.get("/")), (await http.get("/"))
     assert first.status_code == second.status_code == 200
     assert first.text == second.text, "the TLS connection was reused"
 
 
-async def test_https_refuses_an_untrusted_certificate(tmp_path: Path) -> None:
-    """A certificate the context does not trust fails the connection, as httpx's own transport does."""
-    with _tls_serving(tmp_path) as (url, _):
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            with pytest.raises(httpx.ConnectError):
-                await http.get(url)
+async def test_https_refuses_a_certificate_nobody_trusts(tmp_path: Path) -> None:
+    """A self-signed certificate the environment does not name fails the connection: the request is not sent."""
+    with _tls_serving(tmp_path, _Echo) as (url, _):
+        api = VideoApi(make_http_client(_settings(url)), Secret("k"))
+        try:
+            with pytest.raises(TransportError) as info:
+                await api.fetch(ROUTE, "g1")
+        finally:
+            await api.aclose()
+    assert info.value.sent is False
 
 
-async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
-    """Past the recently-used window, an idle connection the server closed is noticed and replaced."""
+async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+    """An idle connection the server has closed is not used again: the next request opens a new one and succeeds."""
     with serving(_ClosesWhenIdle) as url:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            first = (await http.get(url)).text
-            await asyncio.sleep(RECENTLY_USED_S + 0.3)
-            second = await http.get(url)
+        async with make_http_client(_settings(url)) as http:
+            first = (await http.get("/")).text
+            await asyncio.sleep(0.5)
+            second = await http.get("/")
     assert second.status_code == 200
     assert second.text != first, "a new connection"
 
 
-async def test_an_idle_connection_found_open_is_not_asked_again_within_the_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A poll that finds an idle connection open counts as knowing it open: the next requests do not poll it again."""
-    import select
-
-    polls = 0
-    real_poll = select.poll
-
-    def counting_poll() -> select.poll:
-        nonlocal polls
-        polls += 1
-        return real_poll()
-
-    with serving(_Echo) as url:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            ports = {answer.text for answer in await asyncio.gather(http.get(url), http.get(url))}
-            assert len(ports) == 2, "two pooled connections"
-            await asyncio.sleep(RECENTLY_USED_S + 0.1)
-            monkeypatch.setattr(select, "poll", counting_poll)
-            for _ in range(10):
-                assert (await http.get(url)).status_code == 200
-    # Both are asked once, past the window; without the rule the idle one is asked twice a request.
-    assert 1 <= polls <= 4
-
-
-async def test_a_silent_server_times_out_as_a_read_timeout() -> None:
-    """No answer within the read timeout is httpx's ReadTimeout."""
+async def test_a_silent_server_is_a_request_that_may_have_been_sent() -> None:
+    """No answer within the client's timeout fails promptly, as a transport error that may have reached the server."""
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1024)
@@ -172,26 +198,32 @@ async def test_a_silent_server_times_out_as_a_read_timeout() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    api = VideoApi(make_http_client(_settings(f"http://127.0.0.1:{port}", timeout_s=0.3)), Secret("k"))
     try:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS), timeout=httpx.Timeout(0.3)) as http:
-            started = time.monotonic()
-            with pytest.raises(httpx.ReadTimeout):
-                await http.get(f"http://127.0.0.1:{port}/")
-            assert time.monotonic() - started < 3
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            await api.fetch(ROUTE, "g1")
+        assert time.monotonic() - started < 3
     finally:
+        await api.aclose()
         server.close()
         await server.wait_closed()
+    assert info.value.sent is True
 
 
-async def test_a_refused_connection_is_a_connect_error() -> None:
-    """Nothing listening is httpx's ConnectError (so a create there is known not to have been sent)."""
+async def test_a_refused_connection_is_a_request_not_sent() -> None:
+    """Nothing listening is a transport error known not to have been sent (so a create there may be sent again)."""
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.get(f"http://127.0.0.1:{port}/")
+    api = VideoApi(make_http_client(_settings(f"http://127.0.0.1:{port}")), Secret("k"))
+    try:
+        with pytest.raises(TransportError) as info:
+            await api.create(ROUTE, {})
+    finally:
+        await api.aclose()
+    assert info.value.sent is False
 
 
 async def test_a_reset_mid_answer_is_a_transport_error() -> None:
@@ -205,38 +237,45 @@ async def test_a_reset_mid_answer_is_a_transport_error() -> None:
 
     server = await asyncio.start_server(half, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    api = VideoApi(make_http_client(_settings(f"http://127.0.0.1:{port}")), Secret("k"))
     try:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            with pytest.raises(httpx.TransportError):
-                await http.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(TransportError) as info:
+            await api.fetch(ROUTE, "g1")
     finally:
+        await api.aclose()
         server.close()
         await server.wait_closed()
+    assert info.value.sent is True
 
 
-async def test_a_pooled_connection_keeps_nothing_of_the_request_that_opened_it() -> None:
-    """What a request's context held is freed once it ends, though it opened and slowly read a pooled connection."""
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_pooled_connection_keeps_nothing_of_the_requests_that_used_it(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a request's context held is freed when it ends, though it opened and slowly read a pooled connection."""
     holder: contextvars.ContextVar[object] = contextvars.ContextVar("holder")
 
     class Held:
-        """Stands for a task run's parameters."""
+        """Stands for a task run's parameters and its flow run's results."""
 
-    async def slow_request(http: httpx.AsyncClient, url: str) -> tuple[weakref.ref[Held], str, int]:
+    async def slow_request(http: httpx.AsyncClient) -> tuple[weakref.ref[Held], str, int]:
         held = Held()
         holder.set(held)
-        async with http.stream("GET", url) as response:
+        async with http.stream("GET", "/") as response:
             size = 0
             async for chunk in response.aiter_raw():
                 size += len(chunk)
-                await asyncio.sleep(0.001)  # slower than loopback: the connection stops reading and starts again
+                await asyncio.sleep(0.001)  # slower than loopback: reading stops and starts again
         return weakref.ref(held), response.headers["X-Port"], size
 
-    with serving(_Large) as url:
-        async with httpx.AsyncClient(transport=PooledTransport(LIMITS)) as http:
-            ref, port, size = await asyncio.create_task(slow_request(http, url))
-            await asyncio.sleep(0)  # the loop lets go of the finished task (and its context)
+    with _served(scheme, _Large, tmp_path, monkeypatch) as url:
+        async with make_http_client(_settings(url)) as http:
+            opened, port, size = await asyncio.create_task(slow_request(http))
+            reused, again, _ = await asyncio.create_task(slow_request(http))
+            await asyncio.sleep(0)  # the loop lets go of the finished tasks (and their contexts)
             gc.collect()
             assert size == 1 << 20
-            assert ref() is None, "the pooled connection kept the context of the request that opened it"
-            again = await http.get(url)
-    assert again.headers["X-Port"] == port, "the connection was still pooled"
+            assert again == port, "the second request reused the pooled connection"
+            assert opened() is None, "the pooled connection kept the context of the request that opened it"
+            assert reused() is None, "the pooled connection kept the context of the request that last read it"
+            assert (await http.get("/")).headers["X-Port"] == port, "the connection was still pooled"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -30,7 +29,6 @@ from i2v.api import usage_logs
 from i2v.api.downloads import DownloadRules
 from i2v.api.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.api.settings import ApiSettings, Secret
-from i2v.api.transport import PooledTransport
 from i2v.api.usage_logs import LogPage
 from i2v.errors import (
     ApiError,
@@ -115,11 +113,9 @@ def make_http_client(
     for more connections at once than the pool holds (see :data:`API_CONNECTIONS`).
     """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    if transport is None and not _proxied():
-        transport = PooledTransport(limits)
     return httpx.AsyncClient(
         base_url=settings.base_url,
-        # httpx honours HTTP(S)_PROXY and NO_PROXY only with the transports it builds itself.
+        # None: httpx's own, with ``limits``, honouring HTTP(S)_PROXY and NO_PROXY.
         transport=transport,
         limits=limits,
         timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s), pool=None),
@@ -127,11 +123,6 @@ def make_http_client(
         # API calls are never redirected; downloads follow theirs one checked hop at a time.
         follow_redirects=False,
     )
-
-
-def _proxied() -> bool:
-    """Whether the environment names a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 class ConnectionGate:
