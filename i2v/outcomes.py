@@ -71,12 +71,16 @@ class RowOutcome:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RowOutcome:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RowOutcome:
+        """An outcome from its fields by name; names it does not know (a later version's) are left out."""
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
 
 COLUMNS = tuple(f.name for f in fields(RowOutcome))
+_FIELD_NAMES = frozenset(COLUMNS)
 
 
 def base(row: Row, origin: Origin) -> dict[str, Any]:
