@@ -9,16 +9,33 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from i2v.engine.spec import RunSpec
+from i2v.errors import StorageError
 from i2v.inputs.from_manifest import Selection, write_input
 from i2v.inputs.shards import InputPlan, Shard, plan
 from i2v.inputs.validation import RowSet, read_shard
 from orchestration import resources
 
+#: Leftovers of writes (temporary files, unfinished uploads) untouched this long belong to a run that died.
+LEFTOVERS_AGE_S = 3600.0
+
 
 @task(name="plan-input", cache_policy=NO_CACHE, persist_result=False)
 async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
-    """Count the input's rows and cut them into shards; check the destination can be written."""
-    await asyncio.to_thread(resources.destination(run.dest).check)
+    """Count the input's rows and cut them into shards; check the destination can be written.
+
+    Once per run, the destination is rid of what killed runs left there (temporary files,
+    unfinished S3 uploads) more than :data:`LEFTOVERS_AGE_S` ago.
+    """
+    logger = get_run_logger()
+    dest = resources.destination(run.dest)
+    await asyncio.to_thread(dest.check)
+    try:
+        removed = await asyncio.to_thread(dest.clean_leftovers, LEFTOVERS_AGE_S)
+    except StorageError as exc:
+        logger.warning("leftovers of interrupted writes not cleaned up (%s)", exc)
+    else:
+        if removed:
+            logger.info("removed %d leftover(s) of writes interrupted over an hour ago", removed)
     input_plan = await asyncio.to_thread(
         plan,
         run.input,
@@ -27,7 +44,7 @@ async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
         format=run.input_format,
         opener=resources.opener(run.input),
     )
-    get_run_logger().info(
+    logger.info(
         "%d rows in %d shard(s) of up to %d rows", input_plan.total_rows, len(input_plan.shards), rows_per_shard
     )
     return input_plan

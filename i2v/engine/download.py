@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from i2v.engine.offload import Offload
 from i2v.errors import DownloadError, StorageError
 from i2v.media.probe import VideoInfo, probe
 from i2v.storage.destination import Destination, ObjectWriter
+
+log = logging.getLogger(__name__)
 
 VIDEO_PREFIX = "videos/"
 THUMB_PREFIX = "thumbs/"
@@ -135,9 +138,13 @@ class _Sink:
         self.writer.commit()
         thumbnail_uri = None
         if info.thumbnail_jpeg:
-            # A lost thumbnail costs nothing a rerun cannot redo: no need to wait for the disk.
-            self.dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg", durable=False)
-            thumbnail_uri = thumb_key
+            # A lost thumbnail costs nothing a rerun cannot redo: no need to wait for the disk,
+            # and no reason to fail a row whose video is committed.
+            try:
+                self.dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg", durable=False)
+                thumbnail_uri = thumb_key
+            except StorageError as exc:
+                log.warning("%s: stored without its thumbnail (%s)", self.key, exc)
         return Stored(
             video_uri=self.key,
             video_bytes=self.size,
