@@ -5,6 +5,7 @@
     I2VError
      ├── ConfigError                 settings or destination unusable (run-fatal)
      ├── InputError                  a CSV row or field is invalid (row, field)
+     │    └── InputChanged           the input file changed after its run planned it
      ├── ApiError                    the API answered with an error, or could not be reached
      │    ├── AuthError              401: the key is missing or wrong (run-fatal)
      │    ├── OutOfCredits           403: the account cannot pay (run-fatal)
@@ -88,6 +89,17 @@ class InputError(I2VError):
         self.line = line
         self.field = field
         self.reason = message
+
+
+class InputChanged(InputError):
+    """The input file changed after its run planned it: the plan's shards no longer fit it.
+
+    Each row of a shard read afterwards fails with it, retryably: a new run plans the file
+    as it is now.
+    """
+
+    kind = "input_changed"
+    retryable = True
 
 
 class ApiError(I2VError):

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from i2v.errors import I2VError, Stopped
+from i2v.errors import I2VError, InputChanged, Stopped
 from i2v.inputs.row import InvalidRow, Row, shorten_image_ref
 from i2v.media.mismatch import describe
 
@@ -114,6 +114,26 @@ def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
         error_kind="invalid_input",
         error_message=bad.message,
         retryable=False,
+        run=origin.run,
+        flow_run_id=origin.flow_run_id,
+    )
+
+
+def unread(index: int, why: str, origin: Origin) -> RowOutcome:
+    """A row of a shard that could not be read (its input changed after the run planned it)."""
+    return RowOutcome(
+        row_key=None,
+        row_index=index,
+        id=None,
+        image_url="",
+        prompt="",
+        model=None,
+        route=None,
+        params="{}",
+        status="failed",
+        error_kind=InputChanged.kind,
+        error_message=why,
+        retryable=True,
         run=origin.run,
         flow_run_id=origin.flow_run_id,
     )

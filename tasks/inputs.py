@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from i2v.engine.spec import RunSpec
-from i2v.errors import StorageError
+from i2v.errors import InputChanged, StorageError
 from i2v.inputs.from_manifest import Selection, write_input
 from i2v.inputs.shards import InputPlan, Shard, plan
 from i2v.inputs.validation import RowSet, read_shard
@@ -52,18 +52,26 @@ async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
 
 @task(name="read-shard", task_run_name="read-shard-{shard.index}", cache_policy=NO_CACHE, persist_result=False)
 async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> RowSet:
-    """Read and validate one shard's rows; invalid rows are reported, not raised."""
+    """Read and validate one shard's rows; invalid rows are reported, not raised.
+
+    An input changed since the run planned it is reported too: the shard's rows are
+    ``unread``, each to fail with the reason, and the run goes on to its manifest.
+    """
     logger = get_run_logger()
-    rows = await asyncio.to_thread(
-        read_shard,
-        input_plan,
-        shard,
-        model=run.model,
-        route=run.api_path,
-        defaults=run.defaults,
-        limits=run.limits,
-        opener=resources.opener(input_plan.path),
-    )
+    try:
+        rows = await asyncio.to_thread(
+            read_shard,
+            input_plan,
+            shard,
+            model=run.model,
+            route=run.api_path,
+            defaults=run.defaults,
+            limits=run.limits,
+            opener=resources.opener(input_plan.path),
+        )
+    except InputChanged as exc:
+        logger.error("shard %d: %s", shard.index, exc)
+        return RowSet(total=shard.rows, unread=str(exc))
     if rows.invalid:
         logger.warning(
             "shard %d: %d invalid row(s), first: %s", shard.index, len(rows.invalid), rows.invalid[0].message
