@@ -192,6 +192,18 @@ def test_an_input_edited_between_shards_fails_the_later_shards_rows_and_the_mani
     assert result["failures_by_kind"] == {"input_changed": 1}
 
 
+def test_a_run_to_s3_first_aborts_the_unfinished_uploads_killed_runs_left_under_its_prefix(
+    emu: Emulator, images: Path, aws_env: str, s3_client: Any, bucket: str
+) -> None:
+    """Uploads never completed (moto dates them 2010) are aborted at the start of a run, under its prefix only."""
+    lost = s3_client.create_multipart_upload(Bucket=bucket, Key="sets/a/videos/lost.mp4")["UploadId"]
+    s3_client.upload_part(Bucket=bucket, Key="sets/a/videos/lost.mp4", UploadId=lost, PartNumber=1, Body=b"x" * 64)
+    other = s3_client.create_multipart_upload(Bucket=bucket, Key="sets/b/videos/theirs.mp4")["UploadId"]
+    _run(_one_row(images), f"s3://{bucket}/sets/a")
+    left = [(u["Key"], u["UploadId"]) for u in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    assert left == [("sets/b/videos/theirs.mp4", other)]
+
+
 def test_429_with_retry_after_is_honoured(emu: Emulator, images: Path, tmp_path: Path) -> None:
     """A rate-limited create is sent again after Retry-After and the row completes."""
     emu.fault("create", 429, retry_after=1)
