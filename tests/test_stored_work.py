@@ -8,6 +8,7 @@ read, and an ``id`` brought back for other work.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from i2v.media.probe import probe
 from i2v.outcomes import RowOutcome
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination
+from tests.disks import remount, small_disk
 from tests.emulated import Emulator, emulator
 from tests.engines import engine_on, make_rows
 
@@ -211,3 +213,33 @@ def test_a_destination_hashes_an_object_as_a_stream(tmp_path: Path, s3_client: A
         dest.put_bytes("videos/x.mp4", payload, "video/mp4")
         assert dest.sha256("videos/x.mp4") == hashlib.sha256(payload).hexdigest()
         assert dest.sha256("videos/missing.mp4") is None
+
+
+async def test_a_destination_made_read_only_mid_run_fails_its_rows_retryably_and_never_breaks_the_batch(
+    images: Path, tmp_path: Path
+) -> None:
+    """Made read-only once every job is made: each row fails `storage`, retryably; writable again, a rerun collects."""
+    rows = make_rows(images, 4)
+    with small_disk(tmp_path / "disk") as disk, emulator(generation_seconds=1.5, generation_jitter=0.0) as emu:
+        out = disk / "out"
+
+        async def read_only_once_all_are_made() -> None:
+            while (await asyncio.to_thread(emu.stats))["creates"] < len(rows):
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(remount, disk, "ro")
+
+        watcher = asyncio.create_task(read_only_once_all_are_made())
+        try:
+            first = await _run(emu, out, rows, run="run-1")
+        finally:
+            await watcher
+            remount(disk, "rw")
+        assert [(o.status, o.error_kind, o.retryable) for o in first] == [("failed", "storage", True)] * len(rows)
+        assert all("Read-only file system" in (o.error_message or "") for o in first)
+        # Its claims could not be given back on a read-only disk: they lapse a minute after
+        # its last heartbeat (tests/test_row_claims.py); gone now, to keep this test short.
+        shutil.rmtree(out / "claims")
+        again = await _run(emu, out, rows, run="run-2")
+        assert emu.created() == len(rows), "the paid jobs were collected, not made again"
+    assert [o.status for o in again] == ["completed"] * len(rows)
+    assert [o.generation_id for o in again] == [o.generation_id for o in first]
