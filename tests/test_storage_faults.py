@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -126,12 +127,13 @@ def test_a_durable_write_flushes_the_folder_after_its_rename(tmp_path: Path) -> 
         dest.put_if_absent("claims/k/0001.json", b"{}", "application/json")
         """
     )
+    strace = shutil.which("strace") or pytest.fail("this test watches system calls with strace: apt-get install strace")
     out = tmp_path / "out"
     out.mkdir()
     trace = tmp_path / "trace.log"
     subprocess.run(
         [
-            "strace",
+            strace,
             *("-f", "-o", str(trace), "-e", "trace=openat,rename,renameat,renameat2,link,linkat,fsync"),
             *(sys.executable, "-c", script, str(out)),
         ],
