@@ -10,7 +10,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit chromium bench deploy worker audit clean
+.PHONY: demo test lint typecheck unit chromium strace bench deploy worker audit clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -26,7 +26,7 @@ lint: .venv/.synced
 typecheck: .venv/.synced
 	$(RUN) mypy
 
-unit: .venv/.synced chromium
+unit: .venv/.synced chromium strace
 	$(RUN) pytest
 
 # The report page's browser tests drive Debian's Chromium with Playwright (Playwright's own
@@ -44,6 +44,20 @@ chromium:
 	else \
 		echo "warning: $(CHROMIUM) is missing and installing it needs root and apt-get:" \
 			"the browser tests will fail (as root: apt-get update && apt-get install -y chromium)" >&2; \
+	fi
+
+# The storage tests watch a write's system calls with strace (that the folder is flushed after
+# a rename), and mount small tmpfs disks to fill (both need root on Linux, where they run).
+strace:
+	@if command -v strace >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing strace with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace || \
+		echo "warning: apt-get could not install strace: a storage test will fail" >&2; \
+	else \
+		echo "warning: strace is missing and installing it needs root and apt-get:" \
+			"a storage test will fail (as root: apt-get update && apt-get install -y strace)" >&2; \
 	fi
 
 # Prefect server set-up (needs PREFECT_API_URL): the work pool, the shared concurrency limit

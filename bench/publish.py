@@ -56,7 +56,7 @@ _WORDS = tuple(_SCENE.split())
 # --- the synthetic destination --------------------------------------------------------------------
 
 
-def _outcome(index: int, rng: random.Random, dest_root: Path) -> dict[str, Any]:
+def _outcome(index: int, rng: random.Random) -> dict[str, Any]:
     """Run 1's outcome of row ``index``: mostly completed, some failed for good."""
     key = hashlib.sha256(f"row-{index}".encode()).hexdigest()
     prompt = ""
@@ -92,7 +92,7 @@ def _outcome(index: int, rng: random.Random, dest_root: Path) -> dict[str, Any]:
     row.update(
         status="completed",
         generation_seconds=60.0,
-        video_uri=str(dest_root / "videos" / f"{name}.mp4"),
+        video_uri=f"videos/{name}.mp4",
         video_bytes=rng.randint(2_000_000, 9_000_000),
         video_sha256=hashlib.sha256(f"video-{index}".encode()).hexdigest(),
         duration_s=float(params["duration"]),
@@ -101,7 +101,7 @@ def _outcome(index: int, rng: random.Random, dest_root: Path) -> dict[str, Any]:
         fps=24.0,
         codec="h264",
         mismatch="duration 10s asked, 5.0s got" if index % 40 == 3 else None,
-        thumbnail_uri=str(dest_root / "thumbs" / f"{name}.jpg"),
+        thumbnail_uri=f"thumbs/{name}.jpg",
         credits_used=0.5,
     )
     return row
@@ -129,7 +129,7 @@ def build(dest_root: Path, run: str, rows: int, rows_per_part: int) -> None:
 
     dest = LocalDestination(dest_root)
     rng = random.Random(7)
-    first = [_outcome(index, rng, dest.root) for index in range(rows)]
+    first = [_outcome(index, rng) for index in range(rows)]
     if run == "r1":
         records = dest.root / "records"
         records.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,12 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
             outcome = outcomes.invalid(bad, origin)
             engine.progress.add(outcome)
             results.append(outcome)
+        if rows.unread is not None:
+            # The input changed after the run planned it: its rows here are not the plan's.
+            for index in range(shard.first_row, shard.first_row + shard.rows):
+                outcome = outcomes.unread(index, rows.unread, origin)
+                engine.progress.add(outcome)
+                results.append(outcome)
         groups = batches(rows.rows, run.batch_size(len(rows.rows)))
         labels = [f"{shard.index}.{number}" for number in range(len(groups))]
         calls: list[Any] = [

@@ -5,6 +5,7 @@
     I2VError
      ├── ConfigError                 settings or destination unusable (run-fatal)
      ├── InputError                  a CSV row or field is invalid (row, field)
+     │    └── InputChanged           the input file changed after its run planned it
      ├── ApiError                    the API answered with an error, or could not be reached
      │    ├── AuthError              401: the key is missing or wrong (run-fatal)
      │    ├── OutOfCredits           403: the account cannot pay (run-fatal)
@@ -23,7 +24,7 @@
           ├── DownloadError          the download URL answered badly or expired
           │    └── DownloadRefused   the URL or its size breaks the download rules
           ├── InvalidVideo           the bytes are not a decodable video
-          └── StorageError           the destination refused the write
+          └── StorageError           the destination failed a read or refused a write
 
 Two properties drive what happens next:
 
@@ -88,6 +89,17 @@ class InputError(I2VError):
         self.line = line
         self.field = field
         self.reason = message
+
+
+class InputChanged(InputError):
+    """The input file changed after its run planned it: the plan's shards no longer fit it.
+
+    Each row of a shard read afterwards fails with it, retryably: a new run plans the file
+    as it is now.
+    """
+
+    kind = "input_changed"
+    retryable = True
 
 
 class ApiError(I2VError):
@@ -267,14 +279,26 @@ class InvalidVideo(TransferError):
 
 
 class StorageError(TransferError):
-    """The destination refused or failed the write; ``transient`` if trying again may work."""
+    """The destination refused or failed a read or write.
+
+    ``transient`` if trying again at once may work (a dropped connection, a 5xx): the
+    step is tried again within the run. ``unwritable`` if the destination takes no more
+    writes until someone acts (a full disk, a read-only mount, a refused permission):
+    trying again at once is pointless, and the run stops sending work it could not store.
+    Either way the row is ``retryable`` unless told otherwise: a destination that fails
+    says nothing about the row, and once it is fixed a rerun stores the row's video (its
+    job is journaled, so it is collected, not paid for again).
+    """
 
     kind = "storage"
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, *, transient: bool = False, unwritable: bool = False, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.transient = transient
-        self.retryable = transient
+        self.unwritable = unwritable
+        self.retryable = retryable
 
 
 _PERMANENT_JOB_WORDS = ("moderation", "policy", "inappropriate", "invalid", "unsupported")

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from i2v.errors import I2VError, Stopped
+from i2v.errors import I2VError, InputChanged, Stopped
 from i2v.inputs.row import InvalidRow, Row, shorten_image_ref
 from i2v.media.mismatch import describe
 
@@ -71,12 +71,16 @@ class RowOutcome:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RowOutcome:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RowOutcome:
+        """An outcome from its fields by name; names it does not know (a later version's) are left out."""
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
 
 COLUMNS = tuple(f.name for f in fields(RowOutcome))
+_FIELD_NAMES = frozenset(COLUMNS)
 
 
 def base(row: Row, origin: Origin) -> dict[str, Any]:
@@ -110,6 +114,26 @@ def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
         error_kind="invalid_input",
         error_message=bad.message,
         retryable=False,
+        run=origin.run,
+        flow_run_id=origin.flow_run_id,
+    )
+
+
+def unread(index: int, why: str, origin: Origin) -> RowOutcome:
+    """A row of a shard that could not be read (its input changed after the run planned it)."""
+    return RowOutcome(
+        row_key=None,
+        row_index=index,
+        id=None,
+        image_url="",
+        prompt="",
+        model=None,
+        route=None,
+        params="{}",
+        status="failed",
+        error_kind=InputChanged.kind,
+        error_message=why,
+        retryable=True,
         run=origin.run,
         flow_run_id=origin.flow_run_id,
     )

@@ -2,10 +2,11 @@
 
 A run whose rows all ended well is Completed. One with failed rows (within what its
 failure policy allows) is Completed named "Completed with failures", so the list of runs
-says so at a glance. One that stopped early is Cancelled when Prefect cancelled it, else
-Failed: a worker cancels a flow run by sending its process SIGTERM
-(:mod:`orchestration.resources` turns that into a halt), and only the flow run's own
-state tells a cancellation from any other SIGTERM, such as a container being stopped.
+says so at a glance. One whose destination refused its manifest is Failed. One that
+stopped early is Cancelled when Prefect cancelled it, else Failed: a worker cancels a
+flow run by sending its process SIGTERM (:mod:`orchestration.resources` turns that into
+a halt), and only the flow run's own state tells a cancellation from any other SIGTERM,
+such as a container being stopped.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ async def stopped_state(stopped: Stopped, skipped: int) -> State[Any]:
 
 
 def finished_state(summary: Summary, result: dict[str, Any]) -> dict[str, Any] | State[Any]:
-    """A run that went to its end: its result, in a state named for failed rows if it had any."""
+    """A run that went to its end: its result, in a state named for failed rows if it had any.
+
+    A run whose destination refused its manifest ends Failed, saying where the manifest is.
+    """
+    if summary.fallback:
+        return Failed(
+            message=f"the destination refused the run's manifest: it is in {summary.fallback}"
+            f" ({summary.failed} of {summary.total} row(s) failed)",
+            data=result,
+        )
     if summary.failed == 0:
         return result
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.failures_by_kind.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -12,8 +13,9 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, 
 from prefect.cache_policies import NO_CACHE
 
 from i2v.engine.spec import RunSpec
+from i2v.errors import StorageError
 from i2v.inputs.shards import InputPlan, Shard
-from i2v.manifest import merged
+from i2v.manifest import fallback, merged
 from i2v.manifest import run_table as manifest
 from i2v.manifest import videofolder as export
 from i2v.outcomes import RowOutcome
@@ -28,10 +30,23 @@ LINK_LIFETIME_S = 7 * 86_400
 
 @task(name="write-part", task_run_name="write-part-{shard}", cache_policy=NO_CACHE, persist_result=False)
 async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome]) -> str:
-    """Write one shard's outcomes as its part of the run's manifest; returns the part's key."""
+    """Write one shard's outcomes as its part of the run's manifest; returns the part's URI.
+
+    A destination that refuses it (full, read-only) does not lose it: it goes to the
+    run's local fallback folder (:mod:`i2v.manifest.fallback`), said on the log.
+    """
     assert len({o.row_index for o in outcomes}) == len(outcomes), "one outcome per row"
     dest = resources.destination(run.dest)
-    return await asyncio.to_thread(manifest.write_part, dest, run.name, shard, outcomes)
+    try:
+        key = await asyncio.to_thread(manifest.write_part, dest, run.name, shard, outcomes)
+    except StorageError as exc:
+        spare = await asyncio.to_thread(fallback.spare, run.name)
+        key = await asyncio.to_thread(manifest.write_part, spare, run.name, shard, outcomes)
+        get_run_logger().warning(
+            "shard %d: the destination refused its part of the manifest (%s); written to %s", shard, exc, spare.uri
+        )
+        return spare.uri_for(key)
+    return dest.uri_for(key)
 
 
 @task(name="write-manifest", cache_policy=NO_CACHE, persist_result=False)
@@ -41,29 +56,55 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
     Rewrites the destination's ``metadata.jsonl`` (its videos as a Hugging Face ``videofolder``).
 
     Publishes the summary, the first failed rows and links to the manifest and report as artifacts.
-    """
-    dest = resources.destination(run.dest)
-    tally = report.Tally()
 
-    def tallied() -> Iterator[pa.Table]:
-        for table in _parts(dest, run, input_plan):
+    The run's manifest is written whatever the destination does: one that refuses it
+    (full, read-only) has it written to the run's local fallback folder instead, and the
+    summary says where (``fallback``); the merge, ``metadata.jsonl`` and the report wait
+    for a run the destination takes. A destination that takes the manifest but not what
+    follows it keeps the manifest, and the next run merges it.
+    """
+    logger = get_run_logger()
+    dest = resources.destination(run.dest)
+    spare = await asyncio.to_thread(fallback.used, run.name)
+
+    def tallied(tally: report.Tally) -> Iterator[pa.Table]:
+        for table in _parts(dest, spare, run, input_plan):
             for record in table.to_pylist():
                 tally.add(record)
             yield table
 
     def rows() -> Iterator[dict[str, Any]]:
-        for table in _parts(dest, run, input_plan):
+        for table in _parts(dest, spare, run, input_plan):
             yield from table.to_pylist()
 
-    written = await asyncio.to_thread(manifest.write_tables, dest, run.name, tallied())
-    summary = tally.summary(wall_s=wall_s)
-    assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
-    await asyncio.to_thread(merged.merge, dest)
-    # After the merge, from the root: training code sees every completed row of the destination.
-    await asyncio.to_thread(export.write_metadata, dest)
-    page = ReportSummary.of(summary, run=run.name, destination=dest.uri)
-    report_uri = await asyncio.to_thread(publish_report, dest, page, rows())
+    home: Destination = dest
+    tally = report.Tally()
+    try:
+        written = await asyncio.to_thread(manifest.write_tables, dest, run.name, tallied(tally))
+    except StorageError as exc:
+        home = spare = await asyncio.to_thread(fallback.spare, run.name)
+        tally = report.Tally()
+        written = await asyncio.to_thread(manifest.write_tables, home, run.name, tallied(tally))
+        logger.warning("the destination refused the run's manifest (%s); it is written to %s", exc, home.uri)
     manifest_uri = written[f"runs/{run.name}/manifest.parquet"]
+    summary = replace(
+        tally.summary(wall_s=wall_s), manifest_uri=manifest_uri, fallback=home.uri if home is not dest else None
+    )
+    assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
+    report_uri = None
+    if home is dest:
+        try:
+            await asyncio.to_thread(merged.merge, dest)
+            # After the merge, from the root: training code sees every completed row of the destination.
+            await asyncio.to_thread(export.write_metadata, dest)
+            page = ReportSummary.of(summary, run=run.name, destination=dest.uri)
+            report_uri = await asyncio.to_thread(publish_report, dest, page, rows())
+        except StorageError as exc:
+            logger.warning(
+                "the run's manifest is written, but the destination's merged manifest, metadata.jsonl or report"
+                " are not (%s); the next run brings them up to date",
+                exc,
+            )
     await acreate_markdown_artifact(
         report.markdown(summary, dest_uri=dest.uri, manifest_uri=manifest_uri),
         key="i2v-run-summary",
@@ -75,17 +116,24 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
             key="i2v-failed-rows",
             description=f"The first {len(summary.first_failures)} rows that did not produce a video",
         )
-    await _link_artifact(dest, manifest_uri, key="i2v-manifest", what="The run's manifest")
-    await _link_artifact(dest, report_uri, key="i2v-report", what="The run's report page")
+    await _link_artifact(home, manifest_uri, key="i2v-manifest", what="The run's manifest")
+    if report_uri is not None:
+        await _link_artifact(dest, report_uri, key="i2v-report", what="The run's report page")
     counts = (summary.total, summary.completed, summary.skipped, summary.failed)
-    get_run_logger().info("%d rows: %d completed, %d skipped, %d failed", *counts)
+    logger.info("%d rows: %d completed, %d skipped, %d failed", *counts)
     return summary
 
 
-def _parts(dest: Destination, run: RunSpec, input_plan: InputPlan) -> Iterator[pa.Table]:
-    """The run's manifest parts in row order, one at a time; every shard must have written one."""
+def _parts(dest: Destination, spare: Destination | None, run: RunSpec, input_plan: InputPlan) -> Iterator[pa.Table]:
+    """The run's manifest parts in row order, one at a time; every shard must have written one.
+
+    A part the destination refused is read from the run's local fallback folder.
+    """
     for shard in input_plan.shards:
-        table = manifest.read_part(dest, manifest.part_key(run.name, shard.index))
+        key = manifest.part_key(run.name, shard.index)
+        table = manifest.read_part(dest, key)
+        if table is None and spare is not None:
+            table = manifest.read_part(spare, key)
         if table is None:
             raise RuntimeError(f"the manifest part of shard {shard.index} is missing")
         if table.num_rows != shard.rows:

@@ -42,7 +42,9 @@ def cli_env(base_url: str, key: str, prefect_home: Path, **extra: str) -> dict[s
     return env
 
 
-def start(args: Sequence[str], env: dict[str, str], log: Path, *, supervised: bool = True) -> subprocess.Popen[bytes]:
+def start(
+    args: Sequence[str], env: dict[str, str], log: Path, *, supervised: bool = True, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``i2v ARGS`` in a session of its own (so its whole group can be signalled or killed).
 
     ``supervised=False`` starts the process that runs the flow directly, as the watching
@@ -51,12 +53,14 @@ def start(args: Sequence[str], env: dict[str, str], log: Path, *, supervised: bo
     if not supervised:
         env = {**env, "I2V_SUPERVISED": "1"}
     handle = log.open("ab")
-    return subprocess.Popen([str(I2V), *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(I2V), *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+    )
 
 
-def run(args: Sequence[str], env: dict[str, str], log: Path, *, timeout: float = 300) -> int:
-    """Run ``i2v ARGS`` to the end; returns its exit status."""
-    process = start(args, env, log)
+def run(args: Sequence[str], env: dict[str, str], log: Path, *, timeout: float = 300, cwd: Path | None = None) -> int:
+    """Run ``i2v ARGS`` to the end (in ``cwd``); returns its exit status."""
+    process = start(args, env, log, cwd=cwd)
     try:
         return process.wait(timeout)
     finally:

@@ -79,7 +79,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (manifest["error_kind"] == "invalid_input").sum() >= 1
     completed = manifest[manifest["status"] == "completed"]
     for uri, seconds in zip(completed["video_uri"], completed["duration_s"], strict=True):
-        assert probe(Path(uri)).duration_s == pytest.approx(seconds)
+        assert uri.startswith("videos/"), "named relative to the destination"
+        assert probe(dest / uri).duration_s == pytest.approx(seconds)
     assert completed["mismatch"].isna().all(), "the demo's emulator renders what was asked"
     lines = [json.loads(line) for line in (dest / "metadata.jsonl").read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == sorted(completed["id"]), "one line per completed row"

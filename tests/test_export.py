@@ -141,3 +141,19 @@ def test_a_root_written_before_the_mismatch_column_still_exports(tmp_path: Path)
     export.write_metadata(dest)
     (line,) = _lines((tmp_path / "metadata.jsonl").read_text())
     assert (line["file_name"], line["mismatch"]) == ("videos/a.mp4", None)
+
+
+def test_videos_named_by_key_or_by_an_older_absolute_path_of_a_moved_folder_get_lines(tmp_path: Path) -> None:
+    """Rows name videos by key now; rows of a folder since moved name them by its old path: both get their line."""
+    dest = LocalDestination(tmp_path / "moved")
+    rows = [
+        _row(dest, "a", 0, "completed", "r1", video_uri="videos/a.mp4"),
+        _row(dest, "b", 1, "completed", "r1", video_uri="/mnt/old-disk/out/videos/b.mp4"),
+        _row(dest, "c", 2, "completed", "r1", video_uri="../outside.mp4"),
+    ]
+    manifest.write_manifest(dest, rows, run="r1")
+    merged.merge(dest)
+
+    export.write_metadata(dest)
+    lines = _lines((tmp_path / "moved" / "metadata.jsonl").read_text())
+    assert [line["file_name"] for line in lines] == ["videos/a.mp4", "videos/b.mp4"], "nothing outside the folder"

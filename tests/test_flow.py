@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from i2v.inputs.validation import read_rows
 from i2v.media.probe import probe
 from i2v.storage.local import LocalDestination
 from tests.emulated import Emulator, emulator
+from tests.runs import wait_until
 
 pytestmark = pytest.mark.prefect
 
@@ -156,6 +158,50 @@ def _one_row(images: Path, prompt: str = "Clouds pass over the hills") -> Path:
     csv = images / f"one-{uuid.uuid4().hex[:6]}.csv"
     csv.write_text(f"image_url,prompt,duration,resolution\nwide.png,{prompt},5,480p\n")
     return csv
+
+
+def test_an_input_edited_between_shards_fails_the_later_shards_rows_and_the_manifest_is_written(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSV edited while the first shards run: the shard read afterwards fails its row, naming the file."""
+    csv = images / "changing.csv"
+    csv.write_text(
+        "image_url,prompt,duration,resolution\n" + "".join(f"wide.png,Scene number {i},5,480p\n" for i in range(3))
+    )
+    with emulator(generation_seconds=2.0) as slow:
+        monkeypatch.setenv("AIMLAPI_BASE_URL", slow.base_url)
+        monkeypatch.setenv("AIMLAPI_API_KEY", slow.api_key)
+
+        def edit_once_the_first_shards_run() -> None:
+            wait_until(lambda: slow.stats()["creates"] >= 2, timeout=120, what="the first two shards' creates")
+            csv.write_text(csv.read_text().replace("Scene number 2", "Scene number two, edited"))
+
+        editor = threading.Thread(target=edit_once_the_first_shards_run)
+        editor.start()
+        try:
+            result = _run(csv, str(tmp_path / "out"), rows_per_shard=1)
+        finally:
+            editor.join()
+        assert slow.created() == 2, f"the edited row was never sent: {slow.stats()}"
+    (own,) = (tmp_path / "out" / "runs").iterdir()
+    frame = pd.read_parquet(own / "manifest.parquet")
+    assert frame["status"].tolist() == ["completed", "completed", "failed"], frame[["error_kind", "error_message"]]
+    changed = frame.iloc[2]
+    assert (changed["error_kind"], bool(changed["retryable"])) == ("input_changed", True)
+    assert f"{csv} changed after the run planned it" in changed["error_message"]
+    assert result["failures_by_kind"] == {"input_changed": 1}
+
+
+def test_a_run_to_s3_first_aborts_the_unfinished_uploads_killed_runs_left_under_its_prefix(
+    emu: Emulator, images: Path, aws_env: str, s3_client: Any, bucket: str
+) -> None:
+    """Uploads never completed (moto dates them 2010) are aborted at the start of a run, under its prefix only."""
+    lost = s3_client.create_multipart_upload(Bucket=bucket, Key="sets/a/videos/lost.mp4")["UploadId"]
+    s3_client.upload_part(Bucket=bucket, Key="sets/a/videos/lost.mp4", UploadId=lost, PartNumber=1, Body=b"x" * 64)
+    other = s3_client.create_multipart_upload(Bucket=bucket, Key="sets/b/videos/theirs.mp4")["UploadId"]
+    _run(_one_row(images), f"s3://{bucket}/sets/a")
+    left = [(u["Key"], u["UploadId"]) for u in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    assert left == [("sets/b/videos/theirs.mp4", other)]
 
 
 def test_429_with_retry_after_is_honoured(emu: Emulator, images: Path, tmp_path: Path) -> None:

@@ -332,6 +332,7 @@ def test_a_hostile_file_runs_end_to_end_with_every_row_in_the_manifest(folder: P
         "inputs",
         "journal",
         "records",
+        "names",
         "runs",
         "parts",
         "manifest.parquet",

@@ -241,6 +241,16 @@ def test_relative_links_for_local_and_s3_destinations() -> None:
     assert nested("https://cdn.example/x.jpg") == "https://cdn.example/x.jpg"
 
 
+def test_outputs_named_by_key_link_beside_the_report() -> None:
+    """A manifest's keys (``videos/x.mp4``) link relative to the report; a key climbing out of the root gets none."""
+    local = relative_href("/data/out")
+    assert local("videos/a b.mp4") == "videos/a%20b.mp4"
+    nested = relative_href("s3://bucket/prefix", report_key="runs/r1/report.html")
+    assert nested("thumbs/x.jpg") == "../../thumbs/x.jpg"
+    assert local("../elsewhere/x.mp4") is None
+    assert local("javascript:alert(1)") is None
+
+
 def test_policy_pins_the_page_to_its_own_script_and_style() -> None:
     """The CSP allows the inline script and style by hash, nothing from the network, and no other script."""
     rows = manifest_rows("/data/out", 3)

@@ -68,8 +68,8 @@ async def test_store_to_local_folder(video_url: str, tmp_path: Path, offload: Of
     dest = LocalDestination(tmp_path)
     async with httpx.AsyncClient() as http:
         stored = await store_video(http, video_url, dest, name="dunes", offload=offload, rules=LOOPBACK)
-    assert stored.video_uri == str(tmp_path / "videos" / "dunes.mp4")
-    info = probe(Path(stored.video_uri))
+    assert (stored.video_uri, stored.thumbnail_uri) == ("videos/dunes.mp4", "thumbs/dunes.jpg"), "relative to the root"
+    info = probe(tmp_path / stored.video_uri)
     assert info.codec == "h264"
     assert info.duration_s == pytest.approx(10, abs=0.01)
     assert info.height > info.width, "9:16 is portrait"
@@ -83,7 +83,8 @@ async def test_store_to_s3(video_url: str, s3_client: Any, bucket: str, tmp_path
     dest = S3Destination(s3_client, bucket, "set")
     async with httpx.AsyncClient() as http:
         stored = await store_video(http, video_url, dest, name="dunes", offload=offload, rules=LOOPBACK)
-    assert stored.video_uri == f"s3://{bucket}/set/videos/dunes.mp4"
+    assert stored.video_uri == "videos/dunes.mp4"
+    assert dest.uri_for(stored.video_uri) == f"s3://{bucket}/set/videos/dunes.mp4"
     local = tmp_path / "back.mp4"
     local.write_bytes(s3_client.get_object(Bucket=bucket, Key="set/videos/dunes.mp4")["Body"].read())
     assert probe(local).duration_s == pytest.approx(10, abs=0.01)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -154,7 +155,7 @@ def _rerun(args: argparse.Namespace) -> int:
 def _exit_status(summary: Summary | None) -> int:
     if summary is None:
         return 130  # halted by a signal; the watching process reports which
-    return 0 if summary.failed == 0 else 1
+    return 0 if summary.failed == 0 and not summary.fallback else 1
 
 
 def _supervise(argv: list[str], *, view: View) -> int:
@@ -228,6 +229,7 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
     from flows.generate import generate_videos
     from flows.rerun import rerun_failed
     from i2v.inputs.from_manifest import split_manifest_uri
+    from i2v.manifest import fallback
     from i2v.manifest.merged import ROOT
     from i2v.manifest.run_table import summarize
     from i2v.report.summary import console_summary
@@ -264,12 +266,18 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
     dest_uri = params["dest"] if "dest" in params else split_manifest_uri(params["manifest"])[0]
     dest = resources.destination(dest_uri)
     own = f"runs/{run}/manifest.parquet"
-    summary = Summary(**result) if isinstance(result, dict) else summarize(dest, own)
+    # The destination, or the local folder that took the manifest when the destination refused it.
+    home = fallback.holding(run) or dest
+    summary = Summary(**result) if isinstance(result, dict) else summarize(home, own)
+    if home is not dest:
+        summary = replace(summary, fallback=home.uri)
+        print(f"i2v: the destination {dest.uri} refused the run's manifest; it is in {home.uri}", file=sys.stderr)
     if summary.total:
         if view != "quiet":  # a gap after the log lines or bar above
             print()
-        print(console_summary(summary, manifest_uri=dest.uri_for(own)))
-        print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
+        print(console_summary(summary, manifest_uri=home.uri_for(own)))
+        if home is dest:
+            print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
     if halted:
         return None
     if isinstance(result, BaseException):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -20,17 +21,25 @@ import httpx
 from i2v.api.client import open_download
 from i2v.api.downloads import DownloadRules
 from i2v.engine.offload import Offload
-from i2v.errors import DownloadError, InvalidVideo
+from i2v.errors import DownloadError, StorageError
 from i2v.media.probe import VideoInfo, probe
 from i2v.storage.destination import Destination, ObjectWriter
 
+log = logging.getLogger(__name__)
+
 VIDEO_PREFIX = "videos/"
 THUMB_PREFIX = "thumbs/"
+#: Bytes of a stored video read at a time to hash it.
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class Stored:
-    """A video committed to the destination, with what decoding it found."""
+    """A video committed to the destination, with what decoding it found.
+
+    ``video_uri`` and ``thumbnail_uri`` are keys relative to the destination's root
+    (``videos/x.mp4``): a destination moved, remounted or copied elsewhere still has them.
+    """
 
     video_uri: str
     video_bytes: int
@@ -72,37 +81,6 @@ async def store_video(
     except BaseException:
         await offload(sink.abort)
         raise
-
-
-def stored_already(dest: Destination, name: str) -> Stored | None:
-    """The row's video if a run stored it before (and its record was lost): decoded again, not downloaded.
-
-    A job re-attached after a crash may have its video stored already, its URL long
-    expired: what is stored is checked like a download (decoded whole) and kept.
-    """
-    key = video_key(name)
-    with dest.local_file(key) as path:
-        if path is None:
-            return None
-        try:
-            info = probe(path)
-        except InvalidVideo:
-            return None
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-    thumb = thumbnail_key(name)
-    return Stored(
-        video_uri=dest.uri_for(key),
-        video_bytes=size,
-        video_sha256=digest.hexdigest(),
-        info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
-        thumbnail_uri=dest.uri_for(thumb) if dest.size(thumb) is not None else None,
-        stored_at=time.time(),
-    )
 
 
 async def _stream(
@@ -160,11 +138,15 @@ class _Sink:
         self.writer.commit()
         thumbnail_uri = None
         if info.thumbnail_jpeg:
-            # A lost thumbnail costs nothing a rerun cannot redo: no need to wait for the disk.
-            self.dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg", durable=False)
-            thumbnail_uri = self.dest.uri_for(thumb_key)
+            # A lost thumbnail costs nothing a rerun cannot redo: no need to wait for the disk,
+            # and no reason to fail a row whose video is committed.
+            try:
+                self.dest.put_bytes(thumb_key, info.thumbnail_jpeg, "image/jpeg", durable=False)
+                thumbnail_uri = thumb_key
+            except StorageError as exc:
+                log.warning("%s: stored without its thumbnail (%s)", self.key, exc)
         return Stored(
-            video_uri=self.dest.uri_for(self.key),
+            video_uri=self.key,
             video_bytes=self.size,
             video_sha256=self.digest.hexdigest(),
             info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
@@ -175,3 +157,34 @@ class _Sink:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+
+
+def inspect_stored(dest: Destination, name: str) -> Stored | None:
+    """The video already stored under ``name``, decoded and hashed from the destination; None if there is none.
+
+    For a row whose record was lost: what an earlier run stored is looked at, not fetched
+    again. Raises :class:`~i2v.errors.InvalidVideo` if it does not decode.
+    """
+    key = video_key(name)
+    with dest.local_file(key) as path:
+        if path is None:
+            return None
+        info = probe(path)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot read {dest.uri_for(key)}: {exc}", transient=True) from exc
+    thumb = thumbnail_key(name)
+    return Stored(
+        video_uri=key,
+        video_bytes=size,
+        video_sha256=digest.hexdigest(),
+        info=VideoInfo(info.duration_s, info.width, info.height, info.fps, info.codec, info.frames),
+        thumbnail_uri=thumb if dest.size(thumb) is not None else None,
+        stored_at=time.time(),
+    )

@@ -3,6 +3,8 @@
 ::
 
     record says done (or failed for good)? ── report it, pay nothing
+        (its video still stored at its size and SHA-256; a record written in part is
+        no answer: the video stored under the row's name, or the journal's job, says)
     claimed by another live run? ── wait for its outcome (or for the claim to come free)
     claim it ── then look again (another run may have finished it meanwhile)
     the journal names a job? ── still live: re-attach; a create whose answer was lost:
@@ -24,13 +26,15 @@ from i2v.api.client import VideoApi
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.claims import Held, RowClaims
+from i2v.engine.download import inspect_stored
 from i2v.engine.journal import Entry, Journal, Submission
 from i2v.engine.kept_inputs import KeptInputs
 from i2v.engine.offload import Patient
-from i2v.engine.records import Records
+from i2v.engine.output_names import OutputNames
+from i2v.engine.records import Records, Torn
 from i2v.engine.spec import EngineOptions
 from i2v.engine.unknown_creates import Found, NoJob, UnknownCreates
-from i2v.errors import StorageError, SubmitUnknown
+from i2v.errors import InvalidVideo, StorageError, SubmitUnknown
 from i2v.inputs.row import Presigner, Row
 from i2v.outcomes import Origin, RowOutcome
 
@@ -83,11 +87,17 @@ class Resume:
         self._patient = patient
         self._unknown = unknown
         self._presign = presign
+        self._names = OutputNames(records.dest)
 
     async def prior(self, row: Row, origin: Origin) -> RowResult | Ready | Held:
-        """The row's earlier outcome; or, with the row claimed by this run, what there is to do; or who holds it."""
+        """The row's earlier outcome; or, with the row claimed by this run, what there is to do; or who holds it.
+
+        A look that cannot be made (the destination failing past :class:`Patient`'s
+        tries) raises :class:`StorageError`: the row fails, retryably, and nothing is paid
+        for work that may be done.
+        """
         record, entry, body = await self._patient(self._look_up, row)
-        if record is not None:
+        if isinstance(record, RowOutcome):
             earlier = await self.from_record(row, record, origin)
             if earlier is not None:
                 return earlier
@@ -97,11 +107,16 @@ class Resume:
         # Claimed: look again. Another run may have recorded the row, or journaled a job and
         # stopped, between the first look and the claim (it gives its claim back after).
         record, entry = await self._patient(self._look_again, row)
-        if record is not None:
+        earlier = None
+        if isinstance(record, RowOutcome):
             earlier = await self.from_record(row, record, origin)
-            if earlier is not None:
-                await self.release(row)
-                return earlier
+        elif isinstance(record, Torn):
+            # Something was recorded, but what is unknown: the video an earlier run stored
+            # says, or else the journal's job (re-attached, never paid for again).
+            earlier = await self._adopt(row, entry, origin)
+        if earlier is not None:
+            await self.release(row)
+            return earlier
         if entry is not None and body is not None:
             body = None
         return Ready(entry, body)
@@ -113,9 +128,13 @@ class Resume:
                 return RowResult(record, reused=True)
             return RowResult(outcomes.duplicate(row, record, origin))
         if record.status == "completed":
-            if await self.records.video_intact(record):
-                return RowResult(outcomes.already_done(row, record, origin))
-            return None
+            key = await self.records.stored_video(record)
+            if key is None:
+                return None
+            # Named as this destination names them now, whatever the record said.
+            thumbnail = self.records.dest.key_of(record.thumbnail_uri) if record.thumbnail_uri else None
+            where = replace(record, video_uri=key, thumbnail_uri=thumbnail)
+            return RowResult(outcomes.already_done(row, where, origin))
         if record.status != "failed" or record.retryable or self.options.retry == "all":
             return None
         if record.error_kind == SubmitUnknown.kind and self.options.resubmit_unknown:
@@ -160,7 +179,40 @@ class Resume:
 
     # --- internals ------------------------------------------------------------------
 
-    def _look_up(self, row: Row) -> tuple[RowOutcome | None, Entry | None, dict[str, Any] | None]:
+    async def _adopt(self, row: Row, entry: Entry | None, origin: Origin) -> RowResult | None:
+        """A row whose record is torn: the video an earlier run stored under its name, if it decodes; recorded again."""
+        name = await self._patient(self._names.owned, row)
+        if name is None:
+            return None
+        try:
+            stored = await self._patient(inspect_stored, self.records.dest, name)
+        except InvalidVideo as exc:
+            log.warning("row %s: its record is torn and its stored video does not decode (%s)", row.index, exc)
+            return None
+        if stored is None:
+            return None
+        found = entry.submission() if entry is not None else None
+        record = RowOutcome(
+            **outcomes.base(row, Origin(entry.run if entry is not None else None)),
+            status="completed",
+            generation_id=found.generation_id if found is not None else None,
+            submitted_at=found.submitted_at if found is not None else None,
+            video_uri=stored.video_uri,
+            video_bytes=stored.video_bytes,
+            video_sha256=stored.video_sha256,
+            duration_s=stored.info.duration_s,
+            width=stored.info.width,
+            height=stored.info.height,
+            fps=stored.info.fps,
+            codec=stored.info.codec,
+            thumbnail_uri=stored.thumbnail_uri,
+            client_request_id=found.client_request_id if found is not None else None,
+        )
+        log.info("row %s: its record was torn; the video stored at %s is its own and decodes", row.index, name)
+        await self.record(record)
+        return RowResult(outcomes.already_done(row, record, origin))
+
+    def _look_up(self, row: Row) -> tuple[RowOutcome | Torn | None, Entry | None, dict[str, Any] | None]:
         """What the destination knows of the row, and (for new work) its request body.
 
         One call in one thread: a row's first steps cost one hop off the event loop. A
@@ -173,7 +225,7 @@ class Resume:
         body = row.request_body(self._presign) if record is None and entry is None else None
         return record, entry, body
 
-    def _look_again(self, row: Row) -> tuple[RowOutcome | None, Entry | None]:
+    def _look_again(self, row: Row) -> tuple[RowOutcome | Torn | None, Entry | None]:
         return self.records.read(row.key), self.journal.read(row.key)
 
     async def _settle_unknown(self, row: Row, entry: Entry) -> Entry | None:

@@ -36,11 +36,12 @@ from i2v.api.client import VideoApi
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.claims import HEARTBEAT_S, LEASE_S, RowClaims
-from i2v.engine.download import Stored, store_video, stored_already
+from i2v.engine.download import Stored, inspect_stored, store_video
 from i2v.engine.jobs import RUN_FATAL, Finished
 from i2v.engine.journal import Journal, Submission
 from i2v.engine.kept_inputs import KeptInputs
 from i2v.engine.offload import Offload, Patient
+from i2v.engine.output_names import OutputNames
 from i2v.engine.pacing import PollPacer
 from i2v.engine.progress import Progress
 from i2v.engine.records import Records
@@ -50,7 +51,7 @@ from i2v.engine.row_order import RowOrder
 from i2v.engine.spec import EngineOptions, RowsUnfinished
 from i2v.engine.stop_rules import RunPolicy
 from i2v.engine.unknown_creates import UnknownCreates
-from i2v.errors import DownloadError, I2VError, Stopped, StorageError, SubmitUnknown
+from i2v.errors import DownloadError, I2VError, InvalidVideo, Stopped, StorageError, SubmitUnknown
 from i2v.inputs.row import Presigner, Row
 from i2v.media.mismatch import describe
 from i2v.outcomes import Origin, RowOutcome
@@ -101,6 +102,7 @@ class Engine:
         self.journal = Journal(self.dest, Patient(self._journal_threads, self._sleep, STORAGE_BACKOFF))
         self.records = Records(self.dest, self._patient)
         self.claims = RowClaims(self.dest, run=self.options.run)
+        self._names = OutputNames(self.dest)
         self._transfers = Offload(TRANSFER_THREADS)
         self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
         # Rows getting ready for a slot (looking up what the destination knows, building
@@ -178,8 +180,12 @@ class Engine:
         origin = Origin(self.options.run, flow_run_id)
         results = []
         for row in rows:
-            record = await self.records.load(row.key)
-            if record is not None and record.run == origin.run and record.row_index == row.index:
+            try:
+                record = await self.records.load(row.key)
+            except StorageError as exc:
+                log.warning("row %s: its record cannot be read (%s); reported as broken off", row.index, exc)
+                record = None
+            if isinstance(record, RowOutcome) and record.run == origin.run and record.row_index == row.index:
                 results.append(record)
             else:
                 outcome = outcomes.failed(row, error, origin)
@@ -302,7 +308,9 @@ class Engine:
                 await self.resume.release(row)
             return RowResult(outcomes.stopped(row, exc, origin, **known))
         except Exception as exc:  # noqa: BLE001 - every failure becomes the row's outcome, named
-            if isinstance(exc, RUN_FATAL):
+            if isinstance(exc, RUN_FATAL) or (isinstance(exc, StorageError) and exc.unwritable):
+                # A bad key, an empty account, or a destination that takes no more writes
+                # (full, read-only): every later row would fail the same way, after paying.
                 self.stop(exc)
             outcome = outcomes.failed(row, exc, origin, **known)
             if is_transient(exc) and not final:
@@ -387,10 +395,14 @@ class Engine:
         return min(time.time() + timeout, submission.submitted_at + MAX_JOB_AGE_FACTOR * timeout)
 
     async def _store(self, row: Row, finished: jobs.Finished) -> Stored:
-        """The video stored and verified; an expired or refused URL is asked for again first."""
+        """The video stored and verified under a name no other work has; an expired URL is asked for again first."""
+        name = await self._patient(self._names.choose, row)
         if finished.submission.reattached:
             # An earlier run may have stored it and died before recording it.
-            earlier = await self._patient(stored_already, self.dest, row.name)
+            try:
+                earlier = await self._patient(inspect_stored, self.dest, name)
+            except InvalidVideo:
+                earlier = None
             if earlier is not None:
                 log.info("row %s: its video was stored by an earlier run; kept", row.index)
                 return earlier
@@ -399,7 +411,7 @@ class Engine:
 
             def store(url: str = url) -> Awaitable[Stored]:
                 return store_video(
-                    self.downloads, url, self.dest, name=row.name, offload=self._transfers, rules=self.options.downloads
+                    self.downloads, url, self.dest, name=name, offload=self._transfers, rules=self.options.downloads
                 )
 
             try:

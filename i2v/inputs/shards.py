@@ -15,10 +15,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from i2v.errors import InputError
+from i2v.errors import InputChanged, InputError
 from i2v.inputs.csv_reader import Reading, Record
 from i2v.inputs.safe_names import disambiguated, output_name
-from i2v.inputs.sources import Format, Opener, input_format, open_local
+from i2v.inputs.sources import Format, InputVersion, Opener, input_format, input_version, open_local
 from i2v.limits import Limits
 
 
@@ -49,6 +49,8 @@ class InputPlan:
     #: The longest record read; a longer one fails its row without being held.
     max_row_bytes: int = Limits().max_row_bytes
     format: Format = "csv"
+    #: The version of the input the plan was made from (:func:`~i2v.inputs.sources.input_version`).
+    version: InputVersion | None = None
 
     def only(self, shard: Shard) -> InputPlan:
         """This plan reduced to one shard: what a shard's own flow run needs to know."""
@@ -75,6 +77,7 @@ def plan(
     fmt = input_format(source, format)
     shards: list[Shard] = []
     ids = _IdIndex()
+    version = input_version(source, opener)
     reading = Reading(source, fmt, opener, limits.max_row_bytes)
     with reading.open(offset=None, line=1) as (header, records):
         start: tuple[int, int, int] | None = None  # (first row, offset, line)
@@ -102,17 +105,35 @@ def plan(
             count += 1
         if start is not None:
             shards.append(Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names))
-    return InputPlan(source, header, count, tuple(shards), limits.max_row_bytes, fmt)
+    return InputPlan(source, header, count, tuple(shards), limits.max_row_bytes, fmt, version)
 
 
 def read_records(input_plan: InputPlan, shard: Shard, *, opener: Opener = open_local) -> Iterator[Record]:
-    """The records of one shard, read from its offset."""
+    """The records of one shard, read from its offset.
+
+    Raises :class:`InputChanged` if the input is not the version the plan was made from,
+    before the first record or after the last (which was then read from another file).
+    """
+    check_unchanged(input_plan, opener)
     reading = Reading(input_plan.path, input_plan.format, opener, input_plan.max_row_bytes)
     with reading.open(offset=shard.offset, line=shard.line, header=input_plan.header) as (_, records):
         for count, (_, record) in enumerate(records):
             if count == shard.rows:
-                return
+                break
             yield replace(record, index=shard.first_row + count)
+    check_unchanged(input_plan, opener)
+
+
+def check_unchanged(input_plan: InputPlan, opener: Opener = open_local) -> None:
+    """Raise :class:`InputChanged`, naming the file, if the input is no longer the one the plan was made from."""
+    if input_plan.version is None:
+        return
+    now = input_version(input_plan.path, opener)
+    if input_plan.version.differs(now):
+        raise InputChanged(
+            f"{input_plan.path} changed after the run planned it ({input_plan.version} then, {now or 'missing'} now):"
+            " its rows no longer line up with the plan; run it again"
+        )
 
 
 class _IdIndex:

@@ -9,7 +9,11 @@ The S3 client is passed in (see :class:`S3Opener`), never built here.
 from __future__ import annotations
 
 import io
+import os
+import socket
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -17,6 +21,7 @@ from i2v.errors import InputError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
 
 Format = Literal["csv", "jsonl", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
@@ -71,11 +76,21 @@ class S3Opener:
     def __call__(self, uri: str) -> BinaryIO:
         if not is_s3(uri):
             return open_local(uri)
+        bucket, key = split_s3(uri)
+        size = self._head(uri)["ContentLength"]
+        return io.BufferedReader(_S3Range(self._client, bucket, key, size), buffer_size=_RANGE)
+
+    def version(self, uri: str) -> InputVersion:
+        """An S3 object's size and ETag (see :func:`input_version`)."""
+        head = self._head(uri)
+        return InputVersion(head["ContentLength"], etag=head.get("ETag"))
+
+    def _head(self, uri: str) -> HeadObjectOutputTypeDef:
         from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, key = split_s3(uri)
         try:
-            size = self._client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            return self._client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NoSuchBucket"):
@@ -83,7 +98,56 @@ class S3Opener:
             raise InputError(f"cannot read {uri}: {code or exc}") from None
         except BotoCoreError as exc:
             raise InputError(f"cannot read {uri}: {exc}") from None
-        return io.BufferedReader(_S3Range(self._client, bucket, key, size), buffer_size=_RANGE)
+
+
+@dataclass(frozen=True)
+class InputVersion:
+    """What tells one version of an input from a changed one (see :func:`input_version`)."""
+
+    size: int
+    #: An S3 object's ETag.
+    etag: str | None = None
+    #: A local file's modification time (UTC, to the nanosecond), and the machine it was read on.
+    modified: str | None = None
+    host: str | None = None
+
+    def differs(self, now: InputVersion | None) -> bool:
+        """Whether ``now`` (None: the input is gone) is another version than this one.
+
+        A local file's modification time counts only on the machine it was first read on:
+        another worker's copy of the same file (a clone of the project) has times of its
+        own, and is compared by its size.
+        """
+        if now is None or now.size != self.size or now.etag != self.etag:
+            return True
+        return self.host == now.host and now.modified != self.modified
+
+    def __str__(self) -> str:
+        said = f"{self.size:,} bytes"
+        if self.etag is not None:
+            said += f", ETag {self.etag}"
+        if self.modified is not None:
+            said += f", modified {self.modified} UTC on {self.host}"
+        return said
+
+
+def input_version(uri: str, opener: Opener) -> InputVersion | None:
+    """The version of an input as it is now; None when it cannot be told.
+
+    A local file: its size and modification time. An S3 object: its size and ETag, asked
+    through ``opener`` (an :class:`S3Opener`). A run's plan keeps it, and each shard
+    compares it before and after reading its rows, so a file edited or replaced between
+    shards is caught rather than read at offsets that no longer fit it.
+    """
+    if is_s3(uri):
+        return opener.version(uri) if isinstance(opener, S3Opener) else None
+    try:
+        stat = os.stat(uri)
+    except OSError:
+        return None
+    seconds, nanoseconds = divmod(stat.st_mtime_ns, 1_000_000_000)
+    modified = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(seconds))}.{nanoseconds:09d}"
+    return InputVersion(stat.st_size, modified=modified, host=socket.gethostname())
 
 
 def opener_for(uri: str, client: S3Client | None) -> Opener:

@@ -62,6 +62,9 @@ class RowSet:
     invalid: list[InvalidRow] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     total: int = 0
+    #: Why the rows could not be read at all (the input changed after it was planned):
+    #: each of the ``total`` rows fails with it.
+    unread: str | None = None
 
 
 def read_rows(

@@ -67,8 +67,9 @@ def write_metadata(dest: Destination, *, max_rounds: int = 20) -> str | None:
 def metadata_lines(manifest: pq.ParquetFile, key_for: Callable[[str], str | None]) -> Iterator[str]:
     """The lines of ``metadata.jsonl`` for a merged manifest, a batch of rows at a time.
 
-    ``key_for`` turns a ``video_uri`` into its key under the destination (None: elsewhere,
-    so no path relative to the file can reach it, and the row is left out).
+    ``key_for`` turns a ``video_uri`` into its key under the destination (a key already, or
+    an absolute URI of an older manifest; None: elsewhere, so no path relative to the file
+    can reach it, and the row is left out).
     """
     present = set(manifest.schema_arrow.names)
     columns = [name for name in _READ if name in present]
@@ -98,7 +99,7 @@ def _finite(value: Any) -> Any:
 
 
 def _write(dest: Destination, root: pq.ParquetFile) -> None:
-    lines = metadata_lines(root, dest.key_for)
+    lines = metadata_lines(root, dest.key_of)
     writer = dest.open_writer(METADATA, CONTENT_TYPE)
     try:
         while chunk := "".join(islice(lines, _LINES_PER_WRITE)):

@@ -189,10 +189,11 @@ def write_report(
 def relative_href(root_uri: str, *, report_key: str = "report.html") -> Href:
     """Links relative to the report, for a report stored at ``report_key`` under ``root_uri``.
 
-    That is what a local folder or an S3 static website needs: ``<root>/videos/x.mp4`` becomes
-    ``videos/x.mp4`` beside a report at the root, ``../../videos/x.mp4`` beside
-    ``runs/<run>/report.html``. An http(s) URI is kept as it is; a local path elsewhere becomes a
-    ``file://`` URL; anything else (another bucket) gets no link.
+    That is what a local folder or an S3 static website needs: ``videos/x.mp4`` (a key, as
+    manifests name outputs) or ``<root>/videos/x.mp4`` becomes ``videos/x.mp4`` beside a
+    report at the root, ``../../videos/x.mp4`` beside ``runs/<run>/report.html``. An http(s)
+    URI is kept as it is; a local path elsewhere becomes a ``file://`` URL; anything else
+    (another bucket, a key climbing out of the root) gets no link.
     """
     root = root_uri.rstrip("/") + "/"
     report_dir = posixpath.dirname(report_key.strip("/"))
@@ -200,8 +201,12 @@ def relative_href(root_uri: str, *, report_key: str = "report.html") -> Href:
     def href(uri: str | None) -> str | None:
         if not uri:
             return None
-        if uri.startswith(root):
-            key = uri[len(root) :]
+        key = uri[len(root) :] if uri.startswith(root) else None
+        if key is None and not uri.startswith("/") and not urlsplit(uri).scheme:
+            key = uri
+        if key is not None:
+            if posixpath.normpath(key).startswith(("../", "/")) or posixpath.normpath(key) == "..":
+                return None
             return quote(posixpath.relpath(key, report_dir or "."))
         scheme = urlsplit(uri).scheme.lower()
         if scheme in ("http", "https"):

@@ -40,6 +40,10 @@ class Summary:
     wall_s: float | None = None
     #: The first failed rows (``row_index``, ``id``, ``error_kind``, ``retryable``, ``error_message``).
     first_failures: list[dict[str, Any]] = field(default_factory=list)
+    #: Where the run's manifest was written.
+    manifest_uri: str | None = None
+    #: The local folder that took the run's manifest because the destination refused it.
+    fallback: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +140,11 @@ def console_summary(summary: Summary, *, manifest_uri: str) -> str:
             for f in shown
         ]
     lines.append(f"manifest: {manifest_uri} (and manifest.csv)")
+    if summary.fallback:
+        lines.append(
+            f"the destination refused the manifest: it is in {summary.fallback}; copy that folder's runs/ into the"
+            " destination once it has room, and the next run merges it"
+        )
     return "\n".join(lines)
 
 

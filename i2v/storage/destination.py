@@ -11,11 +11,17 @@ here reads the environment.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol
 
 from i2v.errors import StorageError
+
+#: Folders of a destination whose objects a manifest row names: videos, thumbnails, input copies.
+OUTPUT_FOLDERS = ("videos", "thumbs", "inputs")
+#: Bytes read at a time to compute a digest.
+_READ_CHUNK = 1 << 20
 
 
 class ObjectWriter(Protocol):
@@ -64,6 +70,20 @@ class Destination(ABC):
         A temporary copy is removed when the block ends; the object is never held in memory.
         """
 
+    def sha256(self, key: str) -> str | None:
+        """The SHA-256 of the object (hex), read as a stream, never held whole; None if it does not exist."""
+        with self.local_file(key) as path:
+            if path is None:
+                return None
+            digest = hashlib.sha256()
+            try:
+                with path.open("rb") as handle:
+                    while chunk := handle.read(_READ_CHUNK):
+                        digest.update(chunk)
+            except OSError as exc:
+                raise StorageError(f"cannot read {self.uri_for(key)}: {exc}", transient=True) from exc
+            return digest.hexdigest()
+
     @abstractmethod
     def list_sizes(self, prefix: str) -> dict[str, int]:
         """Every complete object under ``prefix``: key → size in bytes."""
@@ -92,7 +112,12 @@ class Destination(ABC):
         """A URL a browser opens for the object: a file URL, or a presigned HTTPS GET valid ``expires_s``."""
 
     def key_for(self, uri: str) -> str | None:
-        """The key of a URI made by :meth:`uri_for`, or None if it lies elsewhere."""
+        """The key a manifest's URI names: a key itself (``videos/x.mp4``), or a URI made by :meth:`uri_for`.
+
+        None if it lies elsewhere.
+        """
+        if uri and "://" not in uri and not uri.startswith("/"):
+            return self._checked(uri)
         root = self.uri_for("")
         if not uri.startswith(root):
             return None
@@ -102,9 +127,43 @@ class Destination(ABC):
         except StorageError:
             return None
 
+    def key_of(self, uri: str) -> str | None:
+        """The key of an output (video, thumbnail, input copy) a manifest or record names, wherever it was written.
+
+        Outputs are named relative to the destination (``videos/x.mp4``). Records written
+        before that name them by absolute path or URI, which a moved or remounted folder,
+        or a copied bucket, no longer matches: such a URI is taken by its output folder and
+        file name. Callers check what they find there (its size and digest).
+        """
+        key = self.key_for(uri)
+        if key is not None:
+            return key
+        parts = uri.rstrip("/").rsplit("/", 2)
+        if len(parts) == 3 and parts[1] in OUTPUT_FOLDERS and parts[2]:
+            return self._checked(f"{parts[1]}/{parts[2]}")
+        return None
+
+    def _checked(self, key: str) -> str | None:
+        """``key`` if it names an object inside this destination, else None."""
+        if key.startswith("/") or ".." in key.split("/") or "\\" in key or "\x00" in key:
+            return None
+        try:
+            self.uri_for(key)
+        except StorageError:
+            return None
+        return key
+
     @abstractmethod
     def check(self) -> None:
         """Raise :class:`ConfigError` if the destination cannot be written."""
+
+    @abstractmethod
+    def clean_leftovers(self, older_than_s: float) -> int:
+        """Remove what writes that never ended (a killed run) left behind, untouched for ``older_than_s``; how many.
+
+        Temporary files in a folder, incomplete multipart uploads on S3: invisible as
+        objects, but they take space (and, on S3, are billed) until removed.
+        """
 
     def put_bytes(self, key: str, data: bytes, content_type: str, *, durable: bool = True) -> None:
         """Write a small object atomically."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import os
 import shutil
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
@@ -103,6 +105,16 @@ class S3Destination(Destination):
         finally:
             path.unlink(missing_ok=True)
 
+    def sha256(self, key: str) -> str | None:
+        # Hashed as it streams in: no local copy, no more memory than a chunk.
+        def digest(body: Any) -> str:
+            hashed = hashlib.sha256()
+            while chunk := body.read(DOWNLOAD_CHUNK):
+                hashed.update(chunk)
+            return hashed.hexdigest()
+
+        return self._read(key, digest)
+
     def _download(self, key: str, out: BinaryIO) -> bool:
         def copy(body: Any) -> bool:
             shutil.copyfileobj(body, out, DOWNLOAD_CHUNK)
@@ -178,6 +190,27 @@ class S3Destination(Destination):
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise ConfigError(f"destination bucket {self.bucket!r} is not usable: {_describe(exc)}") from exc
+
+    def clean_leftovers(self, older_than_s: float) -> int:
+        """Abort the multipart uploads under the prefix started more than ``older_than_s`` ago and never completed.
+
+        A run killed mid-upload leaves its parts stored (and billed) but invisible; a
+        bucket lifecycle rule would reap them too, where one is set.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        aborted = 0
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except Exception as exc:
+            raise _storage_error(f"cannot clean up the uploads under {self.uri}", exc) from exc
+        return aborted
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
