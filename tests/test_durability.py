@@ -206,9 +206,11 @@ def test_rerun_command_picks_rows_by_selector(tmp_path: Path, prefect_home: Path
     log = tmp_path / "i2v.log"
     with emulator() as emu:
         env = cli_env(emu.base_url, emu.api_key, prefect_home)
-        # The video URL answers 404 however often it is asked for again: the row fails, retryably.
+        # One row at a time: the first video URL answers 404 however often it is asked for
+        # again (three times), so that row fails, retryably.
         emu.fault("download", 404, count=3)
-        assert run(["run", str(csv), "--dest", str(dest), "--poll-interval", "0.2"], env, log) == 1
+        first_run = ["run", str(csv), "--dest", str(dest), "--poll-interval", "0.2", "--max-in-flight", "1"]
+        assert run(first_run, env, log) == 1
         first = _merged(dest).set_index("id")
         kinds = dict(first["error_kind"].dropna())
         assert sorted(kinds.values()) == ["download", "generation_failed"]

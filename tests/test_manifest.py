@@ -89,7 +89,7 @@ def _pandas_dtype(name: str) -> str:
         return "datetime64[us, UTC]"
     if name in ("row_index", "submit_attempts", "polls", "video_bytes", "width", "height"):
         return "Int64"
-    if name in ("generation_seconds", "duration_s", "fps", "credits_used"):
+    if name in ("generation_seconds", "duration_s", "fps", "credits_used", "usd_spent"):
         return "Float64"
     return "boolean" if name == "retryable" else "string"
 
