@@ -42,6 +42,7 @@ async def plan_input(run: RunSpec, rows_per_shard: int) -> InputPlan:
         rows_per_shard=rows_per_shard,
         limits=run.limits,
         format=run.input_format,
+        columns=run.columns,
         opener=resources.opener(run.input),
     )
     logger.info(

@@ -75,18 +75,20 @@ def _drain(controller: int, *, until: float, stop: subprocess.Popen[bytes] | Non
 
 
 def test_snapshot_line_has_counts_credits_and_time_left() -> None:
-    """The plain line: rows of the total, counts by status, in flight, credits and time left at the rate so far."""
+    """The plain line: rows of the total, counts by status, in flight, credits, and time left as videos complete."""
     assert MIDWAY.line() == (
-        "42/100 rows, 40 completed, 0 skipped, 2 failed, 8 in flight, 12.5 credits, about 82s left"
+        "42/100 rows, 40 completed, 0 skipped, 2 failed, 8 in flight, 12.5 credits, about 87s left"
     )
     assert MIDWAY.percent == 42.0
-    assert MIDWAY.eta_s == pytest.approx(58 / (42 / 60))
+    assert MIDWAY.eta_s == pytest.approx(58 / (40 / 60))
 
 
 def test_time_left_only_while_it_can_be_known() -> None:
     """No time left before the first row, once every row is done, or without a total; minutes and hours read as such."""
     start = Snapshot(total=10, completed=0, skipped=0, failed=0, credits_used=0.0, elapsed_s=5.0)
     assert start.eta_s is None
+    instant = Snapshot(total=20, completed=0, skipped=6, failed=2, credits_used=0.0, elapsed_s=2.0)
+    assert instant.eta_s is None, "skipped and invalid rows end at once: no time left is guessed from them"
     assert start.line() == "0/10 rows, 0 completed, 0 skipped, 0 failed"
     done = Snapshot(total=10, completed=9, skipped=1, failed=0, credits_used=0.0, elapsed_s=5.0)
     assert (done.eta_s, done.percent) == (None, 100.0)
@@ -120,7 +122,7 @@ def test_bar_shows_counts_share_elapsed_and_time_left() -> None:
     text = render_text(bar(MIDWAY), width=120)
     first, second = text.splitlines()
     assert "━" in first
-    for part in ("42/100 rows", "42%", "0:01:00 elapsed", "about 82s left"):
+    for part in ("42/100 rows", "42%", "0:01:00 elapsed", "about 87s left"):
         assert part in first
     assert second.rstrip() == "40 completed  0 skipped  2 failed  8 in flight  12.5 credits"
 
@@ -203,7 +205,7 @@ def test_plain_lines_off_a_terminal_and_nothing_but_the_summary_when_quiet(tmp_p
 
 @pytest.mark.prefect
 def test_a_terminal_gets_a_live_bar(tmp_path: Path) -> None:
-    """On a pseudo-terminal, `i2v run` draws the bar to its last counts, Prefect's lines above it, then the summary."""
+    """On a pseudo-terminal, `i2v run` says it starts at once, draws the bar to its last counts, then the summary."""
     csv = write_rows(tmp_path, 3)
     with emulator(generation_seconds=1.0) as emu, _terminal() as (controller, terminal):
         env = cli_env(emu.base_url, emu.api_key, tmp_path / "prefect", TERM="xterm-256color")
@@ -224,7 +226,9 @@ def test_a_terminal_gets_a_live_bar(tmp_path: Path) -> None:
     assert "━" in text, "a bar was drawn"
     assert "3/3 rows  100%" in text, "its last frame has every row"
     assert "3 completed  0 skipped  0 failed" in text
-    assert "Finished in state Completed()" in text, "Prefect's log lines are shown"
+    assert text.lstrip().startswith("i2v: starting the run"), "the first line comes at once, before Prefect's"
+    assert "Finished in state" not in text, "Prefect's step-by-step lines are left out: the bar shows the run"
+    assert "View at" not in text, "no links to a server that ends with the run"
     assert "progress:" not in text, "the bar stands in for the progress line"
     assert "\x1b[?25h" in screen, "the cursor is shown again"
     summary = text[text.rindex("3/3 rows") :]

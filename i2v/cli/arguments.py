@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from i2v.api.models import DEFAULT_MODEL
+from i2v.api import prices
+from i2v.api.models import DEFAULT_MODEL, get_model
 from i2v.emulator.cli import add_arguments as add_emulator_arguments
 from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
 from i2v.inputs import preflight
@@ -22,13 +24,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="generate one video per CSV row", description=_RUN_HELP)
+    run = commands.add_parser(
+        "run",
+        help="generate one video per CSV row",
+        description=_RUN_HELP,
+        epilog=default_note(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("input", help="CSV, JSON Lines or Parquet file (local path or s3://bucket/key)")
     run.add_argument("--dest", required=True, help="output folder or s3://bucket/prefix")
     _add_run_options(run)
     _add_format_option(run)
     _add_limit_options(run)
     _add_quiet_option(run)
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's summary as one JSON document on stdout (progress on stderr)",
+    )
     run.add_argument(
         "--retry-failed",
         choices=("retryable", "all"),
@@ -101,11 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="serve the AI/ML API emulator")
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler="emulator")
+    # `--debug` after the subcommand too; given before it, it stays set.
+    for sub in commands.choices.values():
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 _RUN_HELP = """Generate one video per CSV row. The API key and base URL come from AIMLAPI_API_KEY and
 AIMLAPI_BASE_URL; S3 credentials and endpoint from the usual AWS_* settings."""
+
+
+def default_note() -> str:
+    """What a row with no model, resolution or duration asks for, and what that costs."""
+    spec = get_model(DEFAULT_MODEL)
+    params = spec.route().params
+    chosen = {name: params[name].default for name in ("resolution", "duration") if name in params}
+    price = prices.estimate(DEFAULT_MODEL, chosen)
+    shown = ", ".join(f"{name} {value}" for name, value in chosen.items() if value is not None)
+    return textwrap.fill(
+        f"Rows that name no model, resolution or duration get {DEFAULT_MODEL}'s defaults: {shown}"
+        f" (about {prices.credits(price.credits)} credits, ${price.usd:.2f}, a video; `i2v estimate` prices"
+        " an input). Give --resolution and --duration (or the columns) to choose cheaper ones.",
+        width=88,
+    )
 
 
 def _add_row_options(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +150,14 @@ def _add_row_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aspect-ratio", help="default aspect ratio (16:9, 9:16, 1:1)")
     parser.add_argument("--negative-prompt", help="default negative prompt")
     parser.add_argument("--seed", type=int, help="default seed")
+    parser.add_argument("--image-col", metavar="NAME", help="the input's column holding the image (default: image_url)")
+    parser.add_argument("--prompt-col", metavar="NAME", help="the input's column holding the prompt (default: prompt)")
+
+
+def columns_given(args: argparse.Namespace) -> dict[str, str]:
+    """The input's own column names for ours, from ``--image-col`` and ``--prompt-col``."""
+    given = {args.image_col: "image_url", args.prompt_col: "prompt"}
+    return {theirs: ours for theirs, ours in given.items() if theirs and theirs != ours}
 
 
 def _add_format_option(parser: argparse.ArgumentParser) -> None:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from i2v.api.models import MODELS
 from i2v.api.settings import ApiSettings
-from i2v.cli import lifetime
+from i2v.cli import checks, lifetime
 from i2v.cli import supervisor as watch
-from i2v.cli.arguments import build_parser, limits_given, row_defaults
-from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console
+from i2v.cli.arguments import build_parser, columns_given, limits_given, row_defaults
+from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console, quiet_prefect
 from i2v.engine.spec import safe_label
 from i2v.errors import ConfigError, I2VError
 from i2v.inputs import preflight
@@ -47,6 +47,8 @@ _PREFECT_DEFAULTS = {
     # Prefect's client-side telemetry, on in interactive terminals only: no calls to a
     # closed network, and no first-run notice printed over the progress bar.
     "DO_NOT_TRACK": "1",
+    # The engine logs from threads outside any flow run: those lines are for the console only.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 #: Set in the process that runs the flow, under an ``i2v run`` that watches it.
 _SUPERVISED = "I2V_SUPERVISED"
@@ -95,38 +97,41 @@ def _opener(uri: str) -> Opener:
 def _run(args: argparse.Namespace) -> int:
     # Catch the usual mistakes before Prefect starts, so they read as one line.
     ApiSettings.from_env()
-    check_input(args.input, model=args.model, format=args.format, opener=_opener(args.input))
-    limits = limits_given(args)
+    settings = checks.run_settings(_settings(args))
+    columns = columns_given(args)
+    check_input(args.input, model=args.model, format=args.format, opener=_opener(args.input), columns=columns)
+    checks.destination_writable(args.dest)
     if not os.environ.get(_SUPERVISED):
         return _supervise(args.argv, view=_view(args))
-    summary = _run_flow(
-        "generate_videos",
-        {
-            "input": args.input,
-            "dest": args.dest,
-            "model": args.model,
-            "api_path": args.api_path,
-            "resolution": args.resolution,
-            "duration": args.duration,
-            "aspect_ratio": args.aspect_ratio,
-            "negative_prompt": args.negative_prompt,
-            "seed": args.seed,
-            "max_in_flight": args.max_in_flight,
-            "poll_interval_s": args.poll_interval,
-            "job_timeout_s": args.job_timeout,
-            "rows_per_shard": args.rows_per_shard,
-            "rows_per_task": args.rows_per_task,
-            "retry": args.retry_failed,
-            "resubmit_unknown": args.resubmit_unknown,
-            "unknown_grace_s": args.unknown_grace,
-            "max_failure_ratio": args.max_failure_ratio,
-            "max_credits": args.max_credits,
-            "limits": limits,
-            "input_format": args.format,
-        },
-        view=_view(args),
-    )
+    params = {"input": args.input, "dest": args.dest, **settings.parameters()}
+    summary = _run_flow("generate_videos", params, view=_view(args), as_json=args.json)
     return _exit_status(summary)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings as the command's options give them (see :class:`~i2v.engine.spec.RunSettings`)."""
+    return {
+        "model": args.model,
+        "api_path": args.api_path,
+        "resolution": args.resolution,
+        "duration": args.duration,
+        "aspect_ratio": args.aspect_ratio,
+        "negative_prompt": args.negative_prompt,
+        "seed": args.seed,
+        "max_in_flight": args.max_in_flight,
+        "poll_interval_s": args.poll_interval,
+        "job_timeout_s": args.job_timeout,
+        "rows_per_shard": args.rows_per_shard,
+        "rows_per_task": args.rows_per_task,
+        "retry": args.retry_failed,
+        "resubmit_unknown": args.resubmit_unknown,
+        "unknown_grace_s": args.unknown_grace,
+        "max_failure_ratio": args.max_failure_ratio,
+        "max_credits": args.max_credits,
+        "limits": Limits(**limits_given(args)),
+        "input_format": args.format,
+        "columns": columns_given(args) or None,
+    }
 
 
 def _rerun(args: argparse.Namespace) -> int:
@@ -179,6 +184,9 @@ def _supervise(argv: list[str], *, view: View) -> int:
         command, env=env, start_new_session=True, preexec_fn=lifetime.ends_with_parent(signal.SIGTERM)
     )
     program = [sys.executable, "-S", watch.__file__, str(child.pid), view]
+    if view != "quiet":
+        # The run's process takes seconds to import and start Prefect's server: say so at once.
+        print("i2v: starting the run (Prefect's local server first, then the input)…", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     with contextlib.suppress(OSError):
@@ -209,21 +217,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_flow(name: str, params: dict[str, Any], *, view: View) -> Summary | None:
+def _run_flow(name: str, params: dict[str, Any], *, view: View, as_json: bool = False) -> Summary | None:
     """Run one flow in this process; print the totals, the first failures and where the manifest is.
 
     ``view`` says how the run shows its progress as it goes (see :mod:`i2v.cli.progress_view`).
     Returns None when a SIGINT halted the run (a second one exits at once).
     """
+    # A server the user runs outlives this run: links into its UI are worth showing.
+    lasting_server = bool(os.environ.get("PREFECT_API_URL"))
     for setting, value in _PREFECT_DEFAULTS.items():
         os.environ.setdefault(setting, value)
     from orchestration.local_server import start_local_server
 
     # Started first: Prefect's server boots while the flow's modules import.
-    return _run_flow_on(start_local_server(), name, params, view=view)
+    server = start_local_server()
+    return _run_flow_on(server, name, params, view=view, as_json=as_json, links=lasting_server)
 
 
-def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view: View) -> Summary | None:
+def _run_flow_on(
+    server: LocalServer, name: str, params: dict[str, Any], *, view: View, as_json: bool = False, links: bool = False
+) -> Summary | None:
     from prefect import State
 
     from flows.generate import generate_videos
@@ -241,6 +254,8 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
     halted: list[str] = []
     if view == "quiet":
         quiet_console()
+    # Prefect's step-by-step lines say nothing the bar does not; links to a server that ends with the run lead nowhere.
+    quiet_prefect(info=view != "bar", links=links)
     shown = LiveBar(resources.progress_reader(safe_label(run)), sys.stderr) if view == "bar" else None
 
     async def watched() -> State[Any]:
@@ -272,12 +287,19 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
     if home is not dest:
         summary = replace(summary, fallback=home.uri)
         print(f"i2v: the destination {dest.uri} refused the run's manifest; it is in {home.uri}", file=sys.stderr)
-    if summary.total:
+    if as_json:
+        document = {**summary.as_dict(), "run": run, "manifest": home.uri_for(own)}
+        if home is dest:
+            document.update(destination_manifest=dest.uri_for(ROOT), report=dest.uri_for("report.html"))
+        print(json.dumps(document, indent=2, default=str))
+    elif summary.total:
         if view != "quiet":  # a gap after the log lines or bar above
             print()
         print(console_summary(summary, manifest_uri=home.uri_for(own)))
         if home is dest:
             print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
+    if halted or (isinstance(result, BaseException) and resources.halted()):
+        print(_resume_hint(home, own), file=sys.stderr)
     if halted:
         return None
     if isinstance(result, BaseException):
@@ -285,6 +307,21 @@ def _run_flow_on(server: LocalServer, name: str, params: dict[str, Any], *, view
     if not isinstance(result, dict):
         raise RuntimeError(f"the flow ended in state {state.name}: {state.message}")
     return summary
+
+
+def _resume_hint(home: Any, key: str) -> str:
+    """How to go on after a stop: the same command, and what it will pick up."""
+    from i2v.manifest.run_table import read_outcomes
+
+    try:
+        stopped = [o for o in read_outcomes(home, key) if o.error_kind == "stopped"]
+    except I2VError:
+        stopped = []
+    running = sum(1 for o in stopped if o.generation_id)
+    return (
+        f"i2v: stopped. Run the same command to resume: {running} job(s) still at the provider will be"
+        f" re-attached (not paid again), {len(stopped) - running} row(s) not sent yet will be sent."
+    )
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -336,6 +373,7 @@ def _preflight(args: argparse.Namespace, report: Callable[[RowSet], tuple[dict[s
             limits=Limits(**limits_given(args)),
             format=args.format,
             opener=_opener(args.input),
+            columns=columns_given(args),
         )
     except I2VError as exc:
         if args.json:  # a JSON reader gets a document too; the one-line error still goes to stderr

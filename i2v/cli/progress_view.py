@@ -96,6 +96,40 @@ def quiet_console() -> None:
         handler.setLevel(max(handler.level, logging.WARNING))
 
 
+def quiet_prefect(*, info: bool, links: bool) -> None:
+    """Leave out of this process's terminal what only Prefect's own workings say.
+
+    Without ``info``, Prefect's lines below warnings (its task and flow runs starting and
+    finishing: the bar shows the run); without ``links``, its "View at" links (to a
+    server that ends with the run). Its events queue draining at exit is never shown.
+    """
+    noise = _PrefectNoise(info=info, links=links)
+    for handler in _handlers_writing_to(sys.stderr, sys.stdout):
+        handler.addFilter(noise)
+
+
+class _PrefectNoise(logging.Filter):
+    def __init__(self, *, info: bool, links: bool) -> None:
+        super().__init__()
+        self._info = info
+        self._links = links
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        message = str(record.msg)
+        if message.startswith("Still processing items"):
+            return False
+        if not self._links and message.startswith("View at "):
+            return False
+        return self._info or record.levelno >= logging.WARNING or not _is_prefect(record)
+
+
+def _is_prefect(record: logging.LogRecord) -> bool:
+    # Prefect's run loggers are named for their run ("Flow run 'x'"): they sit under prefect.
+    return record.name.split(".", 1)[0] == "prefect"
+
+
 class LiveBar:
     """The bar on ``stream``, redrawn from ``read`` (None until the run counts), while used as a context.
 
@@ -125,9 +159,11 @@ class LiveBar:
         self.console.print(Text(message, style="bold yellow"))
 
     def _render(self) -> RenderableType:
-        # The last counts stay on screen once the run has let go of its engine.
+        # The last counts stay on screen once the run has let go of its engine. Once it is
+        # stopping they stay as they were: the rows it never sent are skipped at once, and
+        # the bar would jump to the end as if they were done.
         snapshot = self._read()
-        if snapshot is not None:
+        if snapshot is not None and (self._note is None or self._last is None):
             self._last = snapshot
         return bar(self._last, note=self._note, starting=self._starting)
 

@@ -45,8 +45,12 @@ class Snapshot:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the rate so far; None before the first row or once all are done."""
-        rate = self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Seconds left at the rate videos complete; None before the first one or once all rows are done.
+
+        Rows skipped or refused as invalid end at once and say nothing about how long the
+        rest will take: only completed videos set the pace.
+        """
+        rate = self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
         if not self.total or rate <= 0 or self.done >= self.total:
             return None
         return (self.total - self.done) / rate

@@ -59,6 +59,8 @@ class RunSpec:
     limits: Limits = field(default_factory=Limits)
     #: ``csv``, ``jsonl`` or ``parquet``; None: from the input's extension.
     input_format: str | None = None
+    #: The input's own names for our columns: theirs → ours (``{"img": "image_url"}``).
+    columns: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -114,6 +116,8 @@ class RunSettings:
     max_credits: float | None = None
     limits: Limits | None = None
     input_format: Literal["csv", "jsonl", "parquet"] | None = None
+    #: The input's own names for our columns: theirs → ours (``{"img": "image_url"}``).
+    columns: dict[str, str] | None = None
     run_name: str | None = None
 
     def __post_init__(self) -> None:
@@ -152,6 +156,7 @@ class RunSettings:
             max_credits=self.max_credits,
             limits=self.limits or Limits(),
             input_format=self.input_format,
+            columns=dict(self.columns or {}),
         )
 
 

@@ -14,9 +14,9 @@ import csv
 import io
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,20 +49,32 @@ class Record:
     problem: tuple[str | None, str] | None = None
 
 
-def read_header(path: str | Path, *, format: str | None = None, opener: Opener = open_local) -> tuple[str, ...]:
+def read_header(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    opener: Opener = open_local,
+    columns: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
     """The input's column names; raises :class:`InputError` if the file is not usable."""
     source = str(path)
-    reading = Reading(source, input_format(source, format), opener, Limits().max_row_bytes)
+    reading = Reading(source, input_format(source, format), opener, Limits().max_row_bytes, dict(columns or {}))
     with reading.open(offset=None, line=1) as (header, _):
         return header
 
 
 def all_records(
-    path: str | Path, *, limits: Limits | None = None, format: str | None = None, opener: Opener = open_local
+    path: str | Path,
+    *,
+    limits: Limits | None = None,
+    format: str | None = None,
+    opener: Opener = open_local,
+    columns: Mapping[str, str] | None = None,
 ) -> Iterator[Record]:
     """Every record of an input, in order."""
     source = str(path)
-    reading = Reading(source, input_format(source, format), opener, (limits or Limits()).max_row_bytes)
+    max_row = (limits or Limits()).max_row_bytes
+    reading = Reading(source, input_format(source, format), opener, max_row, dict(columns or {}))
     with reading.open(offset=None, line=1) as (_, records):
         for _, record in records:
             yield record
@@ -76,6 +88,8 @@ class Reading:
     format: Format
     opener: Opener
     max_row_bytes: int
+    #: The input's own column names for ours (``{"img": "image_url"}``), from ``--image-col`` and the like.
+    columns: Mapping[str, str] = field(default_factory=dict)
 
     @contextmanager
     def open(
@@ -87,10 +101,14 @@ class Reading:
         and JSON Lines, a row number for Parquet; None where no shard may start.
         """
         with self.opener(self.uri) as handle:
+            names = self.columns
             if self.format == "parquet":
                 with tabular.parquet(handle, self.uri, start=offset or 0) as (found, rows):
-                    header = header or _checked(found, self.uri)
-                    yield header, ((number, _mapped(number, number + 1, cells)) for number, cells in rows)
+                    header = header or _checked(found, self.uri, names)
+                    yield (
+                        header,
+                        ((number, _mapped(number, number + 1, _renamed(cells, names))) for number, cells in rows),
+                    )
                 return
             # JSON escapes its quotes with a backslash: a JSON line ends at its newline.
             quoting = self.format == "csv"
@@ -100,12 +118,12 @@ class Reading:
                 items = tabular.json_lines(chunks)
                 if header is None:
                     first = next(items, None)
-                    header = _checked(tuple(first.cells or ()) if first else (), self.uri)
+                    header = _checked(tuple(first.cells or ()) if first else (), self.uri, names)
                     items = itertools.chain([first] if first else [], items)
-                yield header, _numbered(items)
+                yield header, _numbered(items, names)
                 return
             if header is None:
-                header = _header(next(chunks, None), self.uri)
+                header = _header(next(chunks, None), self.uri, names)
             yield header, _records(chunks, header)
 
 
@@ -172,7 +190,7 @@ def _parses_strictly(data: bytes) -> bool:
     return True
 
 
-def _header(chunk: _Chunk | None, path: str) -> tuple[str, ...]:
+def _header(chunk: _Chunk | None, path: str, names: Mapping[str, str]) -> tuple[str, ...]:
     if chunk is None:
         raise InputError(f"{path} is empty: it needs a header with image_url and prompt")
     if chunk.data is None:
@@ -185,9 +203,7 @@ def _header(chunk: _Chunk | None, path: str) -> tuple[str, ...]:
         parsed = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise InputError(f"{path}: line 1 (the header) is not readable CSV: {exc}") from None
-    header = tuple(name.strip() for name in parsed[0]) if parsed else ()
-    _check_header(header, path)
-    return header
+    return _checked(tuple(parsed[0]) if parsed else (), path, names)
 
 
 def _records(chunks: Iterator[_Chunk], header: tuple[str, ...]) -> Iterator[tuple[int | None, Record]]:
@@ -231,12 +247,17 @@ def _records(chunks: Iterator[_Chunk], header: tuple[str, ...]) -> Iterator[tupl
     return
 
 
-def _numbered(items: Iterator[tabular.Item]) -> Iterator[tuple[int | None, Record]]:
+def _numbered(items: Iterator[tabular.Item], names: Mapping[str, str]) -> Iterator[tuple[int | None, Record]]:
     for index, item in enumerate(items):
         if item.cells is None:
             yield item.offset, Record(index, item.line, {}, problem=(None, item.problem or "is unusable"))
         else:
-            yield item.offset, _mapped(index, item.line, item.cells)
+            yield item.offset, _mapped(index, item.line, _renamed(item.cells, names))
+
+
+def _renamed(cells: dict[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    """A record's cells under our column names (``names``: theirs to ours)."""
+    return {names.get(name, name): value for name, value in cells.items()} if names else cells
 
 
 def _mapped(index: int, line: int, cells: dict[str, str]) -> Record:
@@ -274,10 +295,29 @@ def _bad_text(value: str) -> str | None:
     return f"contains the control character U+{ord(char):04X} at character {match.start()}"
 
 
-def _checked(header: tuple[str, ...], path: str) -> tuple[str, ...]:
+def _checked(header: tuple[str, ...], path: str, names: Mapping[str, str]) -> tuple[str, ...]:
+    """The header under our column names, checked; names the input lacks are errors."""
     header = tuple(str(name).strip() for name in header)
+    absent = [theirs for theirs in names if theirs not in header]
+    if absent:
+        found = ", ".join(header)
+        raise InputError(f"{path} has no column {absent[0]!r} to read as {names[absent[0]]} (columns found: {found})")
+    header = tuple(names.get(name, name) for name in header)
     _check_header(header, path)
     return header
+
+
+def _delimiter_hint(header: tuple[str, ...]) -> str | None:
+    """A hint when the header line looks separated by something other than commas."""
+    if len(header) != 1:
+        return None
+    for mark, name in (("\t", "tabs"), (";", "semicolons"), ("|", "bars")):
+        if mark in header[0]:
+            return (
+                f"its header line is separated by {name}: save it as comma-separated CSV"
+                " (or as JSON Lines or Parquet, --format)"
+            )
+    return None
 
 
 def _check_header(header: tuple[str, ...], path: str) -> None:
@@ -285,7 +325,12 @@ def _check_header(header: tuple[str, ...], path: str) -> None:
         raise InputError(f"{path} is empty: it needs a header with image_url and prompt")
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
-        raise InputError(f"{path} lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)})")
+        hint = _delimiter_hint(header)
+        options = " or ".join(f"--{name.replace('_url', '').replace('_', '-')}-col NAME" for name in missing)
+        raise InputError(
+            f"{path} lacks the column(s) {', '.join(missing)} (columns found: {', '.join(header)}); "
+            + (hint or f"name yours with {options}")
+        )
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if name and name in seen:

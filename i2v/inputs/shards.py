@@ -49,6 +49,8 @@ class InputPlan:
     #: The longest record read; a longer one fails its row without being held.
     max_row_bytes: int = Limits().max_row_bytes
     format: Format = "csv"
+    #: The input's own column names for ours (``--image-col``, ``--prompt-col``).
+    columns: Mapping[str, str] = field(default_factory=dict)
     #: The version of the input the plan was made from (:func:`~i2v.inputs.sources.input_version`).
     version: InputVersion | None = None
 
@@ -64,6 +66,7 @@ def plan(
     limits: Limits | None = None,
     format: str | None = None,
     opener: Opener = open_local,
+    columns: Mapping[str, str] | None = None,
 ) -> InputPlan:
     """One pass over the input: its header, row count and shard boundaries.
 
@@ -78,7 +81,8 @@ def plan(
     shards: list[Shard] = []
     ids = _IdIndex()
     version = input_version(source, opener)
-    reading = Reading(source, fmt, opener, limits.max_row_bytes)
+    renamed = dict(columns or {})
+    reading = Reading(source, fmt, opener, limits.max_row_bytes, renamed)
     with reading.open(offset=None, line=1) as (header, records):
         start: tuple[int, int, int] | None = None  # (first row, offset, line)
         conflicts: dict[int, str] = {}
@@ -105,7 +109,7 @@ def plan(
             count += 1
         if start is not None:
             shards.append(Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names))
-    return InputPlan(source, header, count, tuple(shards), limits.max_row_bytes, fmt, version)
+    return InputPlan(source, header, count, tuple(shards), limits.max_row_bytes, fmt, columns=renamed, version=version)
 
 
 def read_records(input_plan: InputPlan, shard: Shard, *, opener: Opener = open_local) -> Iterator[Record]:
@@ -115,7 +119,7 @@ def read_records(input_plan: InputPlan, shard: Shard, *, opener: Opener = open_l
     before the first record or after the last (which was then read from another file).
     """
     check_unchanged(input_plan, opener)
-    reading = Reading(input_plan.path, input_plan.format, opener, input_plan.max_row_bytes)
+    reading = Reading(input_plan.path, input_plan.format, opener, input_plan.max_row_bytes, dict(input_plan.columns))
     with reading.open(offset=shard.offset, line=shard.line, header=input_plan.header) as (_, records):
         for count, (_, record) in enumerate(records):
             if count == shard.rows:

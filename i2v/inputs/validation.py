@@ -76,10 +76,11 @@ def read_rows(
     limits: Limits | None = None,
     format: str | None = None,
     opener: Opener = open_local,
+    columns: Mapping[str, str] | None = None,
 ) -> RowSet:
     """Read and validate a whole input. Raises :class:`InputError` only when the file itself is unusable."""
     run_model(model)
-    whole = shards.plan(path, rows_per_shard=_NO_LIMIT, limits=limits, format=format, opener=opener)
+    whole = shards.plan(path, rows_per_shard=_NO_LIMIT, limits=limits, format=format, opener=opener, columns=columns)
     rows = RowSet(ignored_columns=ignored_columns(whole.header))
     for shard in whole.shards:
         part = read_shard(whole, shard, model=model, route=route, defaults=defaults, limits=limits, opener=opener)
@@ -128,10 +129,15 @@ def read_shard(
 
 
 def check_input(
-    path: str | Path, *, model: str = DEFAULT_MODEL, format: str | None = None, opener: Opener = open_local
+    path: str | Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    format: str | None = None,
+    opener: Opener = open_local,
+    columns: Mapping[str, str] | None = None,
 ) -> None:
     """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
-    csv_reader.read_header(path, format=format, opener=opener)
+    csv_reader.read_header(path, format=format, opener=opener, columns=columns)
     run_model(model)
 
 

@@ -33,6 +33,8 @@ class Summary:
     failed: int
     skipped: int
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+    #: Why rows were skipped: ``already_done``, ``duplicate``, ``stopped``, ...
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)
     credits_used: float = 0.0
     video_bytes: int = 0
     generation_p50_s: float | None = None
@@ -55,6 +57,7 @@ class Tally:
     def __init__(self) -> None:
         self._statuses: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
+        self._skips: Counter[str] = Counter()
         self._first: list[dict[str, Any]] = []
         self._credits = 0.0
         self._bytes = 0
@@ -69,6 +72,8 @@ class Tally:
             self._bytes += int(record.get("video_bytes") or 0)
             if record.get("generation_seconds") is not None:
                 self._seconds.append(float(record["generation_seconds"]))
+        elif status == "skipped":
+            self._skips[str(record.get("error_kind") or "unknown")] += 1
         elif status == "failed":
             self._failures[str(record.get("error_kind") or "unknown")] += 1
             if len(self._first) < KEPT_FAILURES:
@@ -90,6 +95,7 @@ class Tally:
             failed=self._statuses["failed"],
             skipped=self._statuses["skipped"],
             failures_by_kind=dict(self._failures.most_common()),
+            skipped_by_kind=dict(self._skips.most_common()),
             credits_used=round(self._credits, 3),
             video_bytes=self._bytes,
             generation_p50_s=round(statistics.median(seconds), 2) if seconds else None,
@@ -122,12 +128,28 @@ def markdown(summary: Summary, *, dest_uri: str, manifest_uri: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Why a row was skipped, in words.
+_SKIP_WORDS = {
+    "already_done": "already done (video stored by an earlier run)",
+    "duplicate": "same work as an earlier row",
+    "stopped": "not sent (the run stopped)",
+    "claimed_elsewhere": "left to another run",
+}
+
+
+def _skip_words(kind: str) -> str:
+    return _SKIP_WORDS.get(kind, f"{kind} earlier, not retried")
+
+
 def console_summary(summary: Summary, *, manifest_uri: str) -> str:
     """The end of a run on a terminal: totals, failures by kind, the first few failures."""
     totals = f"{summary.total} rows: {summary.completed} completed, {summary.skipped} skipped, {summary.failed} failed"
     if summary.wall_s is not None:
         totals += f" in {summary.wall_s}s"
     lines = [totals]
+    if summary.skipped_by_kind:
+        reasons = ", ".join(f"{_skip_words(kind)} {count}" for kind, count in summary.skipped_by_kind.items())
+        lines.append(f"skipped: {reasons}")
     if summary.credits_used:
         lines.append(f"credits used: {credits(summary.credits_used)}")
     if summary.failures_by_kind:

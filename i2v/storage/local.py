@@ -131,6 +131,8 @@ class LocalDestination(Destination):
         return self._path(key).as_uri()
 
     def check(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"destination {self.root} is a file, not a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

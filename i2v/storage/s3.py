@@ -189,7 +189,7 @@ class S3Destination(Destination):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
-            raise ConfigError(f"destination bucket {self.bucket!r} is not usable: {_describe(exc)}") from exc
+            raise ConfigError(_unusable(self.bucket, exc)) from exc
 
     def clean_leftovers(self, older_than_s: float) -> int:
         """Abort the multipart uploads under the prefix started more than ``older_than_s`` ago and never completed.
@@ -447,6 +447,22 @@ def _s3_code(exc: BaseException) -> str | None:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", "")) or None
     return None
+
+
+def _unusable(bucket: str, exc: BaseException) -> str:
+    """Why a destination bucket cannot be used, in one line that says what to do."""
+    name = type(exc).__name__
+    if name.startswith(("NoCredentials", "PartialCredentials")):
+        return (
+            f"no credentials for bucket {bucket!r}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            " (or AWS_PROFILE, or run where a role gives them)"
+        )
+    code = _s3_code(exc)
+    if code in ("404", "NoSuchBucket", "NotFound"):
+        return f"no bucket named {bucket!r} at this endpoint (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION)"
+    if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return f"access to bucket {bucket!r} refused ({code}): check the credentials and the bucket's policy"
+    return f"destination bucket {bucket!r} is not usable: {_describe(exc)}"
 
 
 def _describe(exc: BaseException) -> str:
