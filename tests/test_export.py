@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from i2v.emulator.render import render_video
 from i2v.manifest import merged
 from i2v.manifest import run_table as manifest
@@ -18,6 +20,7 @@ from tests.test_merged import drop_mismatch
 
 COLUMNS = [
     "file_name",
+    "input_image",
     "id",
     "row_key",
     "prompt",
@@ -96,12 +99,14 @@ def test_every_completed_row_of_the_merged_state_gets_a_line_with_its_file(tmp_p
     first = lines[0]
     assert (first["id"], first["row_key"], first["prompt"]) == ("a", "a", "Prompt a \u00e9t\u00e9")
     assert (first["resolution"], first["duration"], first["aspect_ratio"], first["seed"]) == ("480p", 5, "16:9", 0)
-    assert first["negative_prompt"] is None
+    assert first["negative_prompt"] == "", "text columns are text on every line"
+    assert first["input_image"] == "https://example.com/x.png", "the input image is on the line"
     assert json.loads(first["params"])["seed"] == 0
     assert (first["duration_s"], first["width"], first["height"], first["mismatch"]) == (1.0, 28, 16, note)
-    assert lines[1]["mismatch"] is None
+    assert lines[1]["mismatch"] == ""
     last = lines[2]
-    assert (last["negative_prompt"], last["resolution"], last["duration"], last["seed"]) == ("blur", "720p", None, None)
+    # No duration asked: the model's default is what the video was made for.
+    assert (last["negative_prompt"], last["resolution"], last["duration"], last["seed"]) == ("blur", "720p", 10, None)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary file is left"
 
     manifest.write_manifest(dest, [_row(dest, "c", 0, "failed", "r3", error_kind="storage")], run="r3")
@@ -140,7 +145,7 @@ def test_a_root_written_before_the_mismatch_column_still_exports(tmp_path: Path)
 
     export.write_metadata(dest)
     (line,) = _lines((tmp_path / "metadata.jsonl").read_text())
-    assert (line["file_name"], line["mismatch"]) == ("videos/a.mp4", None)
+    assert (line["file_name"], line["mismatch"]) == ("videos/a.mp4", "")
 
 
 def test_videos_named_by_key_or_by_an_older_absolute_path_of_a_moved_folder_get_lines(tmp_path: Path) -> None:
@@ -157,3 +162,25 @@ def test_videos_named_by_key_or_by_an_older_absolute_path_of_a_moved_folder_get_
     export.write_metadata(dest)
     lines = _lines((tmp_path / "moved" / "metadata.jsonl").read_text())
     assert [line["file_name"] for line in lines] == ["videos/a.mp4", "videos/b.mp4"], "nothing outside the folder"
+
+
+def test_columns_keep_one_type_when_every_value_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No video differed and no row gave a negative prompt: a loader still reads those columns as text, not nulls."""
+    import datasets
+
+    dest = LocalDestination(tmp_path)
+    for key in ("a", "b"):
+        (tmp_path / "videos").mkdir(exist_ok=True)
+        (tmp_path / "videos" / f"{key}.mp4").write_bytes(b"x")
+    manifest.write_manifest(
+        dest, [_row(dest, "a", 0, "completed", "r1"), _row(dest, "b", 1, "completed", "r1")], run="r1"
+    )
+    merged.merge(dest)
+    export.write_metadata(dest)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    loaded = datasets.load_dataset(
+        "json", data_files=str(tmp_path / "metadata.jsonl"), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    for name in ("mismatch", "negative_prompt", "input_image", "resolution"):
+        assert loaded.features[name].dtype == "string", name
+    assert loaded.features["duration"].dtype == "int64"

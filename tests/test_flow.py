@@ -422,7 +422,9 @@ def test_mismatched_videos_are_noted_and_every_completed_row_is_exported(
         assert (dest / line["file_name"]).is_file()
         assert line["file_name"] == f"videos/{line['id']}.mp4"
         assert line["row_key"] == root[line["id"]]["row_key"]
-        assert line["mismatch"] == (None if pd.isna(root[line["id"]]["mismatch"]) else root[line["id"]]["mismatch"])
+        assert line["mismatch"] == ("" if pd.isna(root[line["id"]]["mismatch"]) else root[line["id"]]["mismatch"])
+        assert line["input_image"].startswith("inputs/"), "the input image, as its copy in the destination"
+        assert (dest / line["input_image"]).is_file()
     wide = next(line for line in lines if line["id"] == "wide")
     assert (wide["duration"], wide["aspect_ratio"], wide["resolution"]) == (10, "16:9", "480p")
     assert (wide["width"], wide["height"], wide["duration_s"]) == (854, 480, 10.0)
@@ -433,7 +435,10 @@ def test_mismatched_videos_are_noted_and_every_completed_row_is_exported(
     # Not decoded: decoding needs torchcodec, which training code brings; the pairing is what is checked.
     loaded = loaded.cast_column("video", datasets.Video(decode=False))
     assert loaded.num_rows == 4
-    assert {"video", "prompt", "model", "resolution", "duration", "seed", "mismatch"} <= set(loaded.column_names)
+    assert {"video", "prompt", "model", "resolution", "duration", "seed", "mismatch", "input_image"} <= set(
+        loaded.column_names
+    )
+    assert loaded.features["mismatch"].dtype == "string", "a column of text, even where no video differed"
     by_id = {row["id"]: row for row in loaded}
     assert Path(by_id["tall"]["video"]["path"]) == dest / "videos" / "tall.mp4"
     assert by_id["tall"]["prompt"] == "A leaf falls"

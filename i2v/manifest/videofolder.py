@@ -10,7 +10,12 @@ manifest (:mod:`i2v.manifest.merged`), beside the videos at the destination's ro
 each video with its columns; the other files of the destination (thumbnails, inputs,
 records, manifests) are no videos and no metadata file to it, so they are left out.
 The request's usual parameters are columns of their own, the rest stay in ``params``
-(JSON text, so that every line has the same columns whatever its model).
+(JSON text, so that every line has the same columns whatever its model). Each column has
+one type on every line, so that a loader never infers a column of nulls: text columns
+are ``""`` when empty, ``resolution`` and ``duration`` are what the video was asked for
+(the row's value, else the model's default). ``input_image`` is the input image: its
+copy's path in the destination (``inputs/<sha256>.<ext>``, for local and inline images)
+or its URL.
 
 The file is rewritten whole at every publish, streamed (a batch of manifest rows at a
 time, read from a local file of the root) through the destination's atomic writer:
@@ -30,6 +35,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from i2v.api.models import get_model
 from i2v.manifest.merged import ROOT, included_runs, runs_in
 from i2v.manifest.run_table import open_parquet
 from i2v.storage.destination import Destination
@@ -40,8 +46,10 @@ CONTENT_TYPE = "application/jsonl"
 PARAM_COLUMNS = ("resolution", "duration", "aspect_ratio", "seed", "negative_prompt")
 #: Manifest columns copied as they are.
 _COPIED = ("id", "row_key", "prompt", "model")
+#: Columns of text, ``""`` when empty.
+_TEXT = ("id", "row_key", "prompt", "model", "aspect_ratio", "negative_prompt", "mismatch", "input_image")
 _MEASURED = ("duration_s", "width", "height", "fps", "mismatch")
-_READ = ("status", "video_uri", "params", *_COPIED, *_MEASURED)
+_READ = ("status", "video_uri", "image_url", "params", *_COPIED, *_MEASURED)
 _BATCH_ROWS = 4096
 #: Lines joined into one write (a few hundred kilobytes).
 _LINES_PER_WRITE = 1024
@@ -85,12 +93,28 @@ def metadata_lines(manifest: pq.ParquetFile, key_for: Callable[[str], str | None
 
 def _line(key: str, row: Mapping[str, Any]) -> dict[str, Any]:
     params = json.loads(row.get("params") or "{}")
-    line: dict[str, Any] = {"file_name": key}
+    asked = {**_model_defaults(row.get("model")), **params}
+    line: dict[str, Any] = {"file_name": key, "input_image": row.get("image_url")}
     line.update((name, row.get(name)) for name in _COPIED)
-    line.update((name, params.get(name)) for name in PARAM_COLUMNS)
+    line.update((name, asked.get(name)) for name in PARAM_COLUMNS)
     line["params"] = json.dumps(params, sort_keys=True)
     line.update((name, _finite(row.get(name))) for name in _MEASURED)
+    for name in _TEXT:
+        line[name] = "" if line.get(name) is None else str(line[name])
+    if line["duration"] is not None:
+        line["duration"] = int(line["duration"])
+    if line["resolution"] is not None:
+        line["resolution"] = str(line["resolution"])
     return line
+
+
+def _model_defaults(model: str | None) -> dict[str, Any]:
+    """What a row of ``model`` asks for when it gives no resolution or duration."""
+    try:
+        route = get_model(model or "").route()
+    except KeyError:
+        return {}
+    return {name: route.params[name].default for name in ("resolution", "duration") if name in route.params}
 
 
 def _finite(value: Any) -> Any:
