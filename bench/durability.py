@@ -169,10 +169,14 @@ def disk_trial(number: int, folder: Path, homes: PrefectHomes, rows: int) -> dic
             env.pop("I2V_SUPERVISED", None)
             command = [*i2v_command(), "run", str(csv), "--dest", str(dest), "--poll-interval", "0.2"]
             with (folder / "run.log").open("ab") as out:
-                full = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+                full = subprocess.run(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False, cwd=folder
+                )
                 jobs_when_full = sum(emulator.stats()["jobs"].values())
                 filler.unlink()
-                rerun = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+                rerun = subprocess.run(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False, cwd=folder
+                )
             stats = emulator.stats()
         frame = pd.read_parquet(dest / "manifest.parquet")
     finally:

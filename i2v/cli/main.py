@@ -29,7 +29,7 @@ from i2v.cli import supervisor as watch
 from i2v.cli.arguments import build_parser, columns_given, limits_given, row_defaults
 from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console, quiet_prefect
 from i2v.engine.spec import safe_label
-from i2v.errors import ConfigError, I2VError
+from i2v.errors import AuthError, ConfigError, I2VError, OutOfCredits
 from i2v.inputs import preflight
 from i2v.inputs.sources import Opener, is_s3, opener_for
 from i2v.inputs.validation import RowSet, check_input, read_rows
@@ -160,7 +160,8 @@ def _rerun(args: argparse.Namespace) -> int:
 def _exit_status(summary: Summary | None) -> int:
     if summary is None:
         return 130  # halted by a signal; the watching process reports which
-    return 0 if summary.failed == 0 and not summary.fallback else 1
+    unsent = summary.skipped_by_kind.get("stopped", 0)
+    return 0 if summary.failed == 0 and not unsent and not summary.fallback else 1
 
 
 def _supervise(argv: list[str], *, view: View) -> int:
@@ -303,7 +304,11 @@ def _run_flow_on(
     if halted:
         return None
     if isinstance(result, BaseException):
-        raise result
+        if isinstance(result, (AuthError, OutOfCredits)) or not summary.total:
+            raise result  # the key or the account: one line, exit 2
+        # A limit or a destination that takes no more: the rows say what happened, exit 1.
+        print(f"i2v: the run stopped early: {result}", file=sys.stderr)
+        return summary
     if not isinstance(result, dict):
         raise RuntimeError(f"the flow ended in state {state.name}: {state.message}")
     return summary
