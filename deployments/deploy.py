@@ -66,6 +66,13 @@ DEFAULTS = {
 #: The automation that crashes flow runs whose worker was lost; the tag every deployment carries.
 LOST_RUNS = "i2v: crash flow runs whose worker was lost"
 TAG = "i2v"
+#: Events after which a run must show it is alive (a heartbeat, or its end) within the limit.
+ARMED = (
+    "prefect.flow-run.heartbeat",
+    "prefect.flow-run.Pending",
+    "prefect.flow-run.Running",
+    "prefect.flow-run.Cancelling",
+)
 #: Names of the states a run of this project may end in, or wait in to run again.
 ENDED_NAMES = (
     "Completed",
@@ -135,11 +142,17 @@ def lost_run_automation(lost_after_s: float) -> AutomationCore:
         name=LOST_RUNS,
         description="A flow run of i2v-pipeline whose heartbeats stopped: its worker machine was lost.",
         trigger=EventTrigger(
-            # A run being cancelled whose machine is gone must not wait in Cancelling for ever.
-            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Cancelling"},
+            # Pending and Running arm it too: a run whose worker died between taking it and its
+            # first heartbeat reaching the server sends none at all. A run being cancelled
+            # whose machine is gone must not wait in Cancelling for ever.
+            after=set(ARMED),
             # State events are named after the state's name, not its type: every final name
-            # a run of this project can end with, and a run scheduled again.
-            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{name}" for name in ENDED_NAMES)},
+            # a run of this project can end with, and a run scheduled again; Running follows Pending.
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Running",
+                *(f"prefect.flow-run.{name}" for name in ENDED_NAMES),
+            },
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             match_related=ResourceSpecification(
                 {"prefect.resource.id": f"prefect.tag.{TAG}", "prefect.resource.role": "tag"}

@@ -466,7 +466,13 @@ def test_a_fanout_survives_losing_a_worker_machine_mid_run(cluster: Cluster) -> 
     parent_id = asyncio.run(_start("fanout/fanout", parameters))
     victim, lost_at, killed = _kill_a_shard_worker(cluster, parent_id, known, before["creates"])
     print(f"killed {victim.name} and its {killed - 1} flow run process(es) at once")
-    parent = asyncio.run(_wait_final(parent_id, timeout_s=600.0))
+    try:
+        parent = asyncio.run(_wait_final(parent_id, timeout_s=600.0))
+    except TimeoutError:
+        for child in _children():
+            if child.id not in known:
+                print(f"shard {child.name}: {child.state.name} (tries {child.run_count}) {child.state.message or ''}")
+        raise
     recovered_s = time.monotonic() - lost_at
     assert parent.state.type.value == "COMPLETED", f"{parent.state.name}: {parent.state.message}"
     children = [child for child in _children() if child.id not in known]
