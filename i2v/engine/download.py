@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -47,6 +48,20 @@ class Stored:
     info: VideoInfo
     thumbnail_uri: str | None
     stored_at: float
+
+    def outcome_fields(self) -> dict[str, Any]:
+        """The manifest's video columns for this video (a completed row's outcome takes them)."""
+        return {
+            "video_uri": self.video_uri,
+            "video_bytes": self.video_bytes,
+            "video_sha256": self.video_sha256,
+            "duration_s": self.info.duration_s,
+            "width": self.info.width,
+            "height": self.info.height,
+            "fps": self.info.fps,
+            "codec": self.info.codec,
+            "thumbnail_uri": self.thumbnail_uri,
+        }
 
 
 def video_key(name: str) -> str:

@@ -197,15 +197,7 @@ class Resume:
             status="completed",
             generation_id=found.generation_id if found is not None else None,
             submitted_at=found.submitted_at if found is not None else None,
-            video_uri=stored.video_uri,
-            video_bytes=stored.video_bytes,
-            video_sha256=stored.video_sha256,
-            duration_s=stored.info.duration_s,
-            width=stored.info.width,
-            height=stored.info.height,
-            fps=stored.info.fps,
-            codec=stored.info.codec,
-            thumbnail_uri=stored.thumbnail_uri,
+            **stored.outcome_fields(),
             client_request_id=found.client_request_id if found is not None else None,
         )
         log.info("row %s: its record was torn; the video stored at %s is its own and decodes", row.index, name)
