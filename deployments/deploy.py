@@ -88,7 +88,7 @@ ENDED_NAMES = (
 MIN_HEARTBEAT_S = 30
 #: Schedule → (its input setting, its destination setting, placeholders when not given).
 SCHEDULES = {
-    "NIGHTLY": ("I2V_NIGHTLY_INPUT", "I2V_NIGHTLY_DEST", ("data/sample.csv", "out/nightly")),
+    "NIGHTLY": ("I2V_NIGHTLY_INPUT", "I2V_NIGHTLY_DEST", ("i2v/demo/sample.csv", "out/nightly")),
     "INBOX": ("I2V_INBOX", "I2V_INBOX_DEST", ("inbox", "out/inbox")),
 }
 

@@ -5,8 +5,8 @@ promise::
 
     from i2v import generate_videos, open_destination, read_outcomes
 
-    generate_videos(input="data/sample.csv", dest="out/demo")   # the Prefect flow
-    for outcome in read_outcomes(open_destination("out/demo")):  # the merged manifest
+    generate_videos(input="my.csv", dest="out/run1")       # the Prefect flow
+    for outcome in read_outcomes(open_destination("out/run1")):  # the merged manifest
         print(outcome.row_index, outcome.status, outcome.video_uri)
 
 - :func:`generate_videos` runs an input (CSV, JSON Lines or Parquet) into a destination;

@@ -3,7 +3,7 @@
 A worker started any way (``deployments/worker.sh``, or ``prefect worker start --pool
 i2v`` as Prefect suggests) runs each flow run in a process of the project's own Python
 environment, where this module is importable. The step makes the project's folder the
-flow run's working directory, so relative inputs (``data/sample.csv``) and the flows'
+flow run's working directory, so relative inputs (``inputs/today.csv``) and the flows'
 entrypoints resolve against it: ``$I2V_HOME`` when set, else the folder this code was
 installed from (a clone with ``make .venv/.synced``). Anything else fails the flow run
 with one line saying what to set.

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from i2v.cli.main import REPO_ROOT, main
+from i2v.demo import SAMPLE_CSV
 from i2v.media.probe import probe
 
 
@@ -66,7 +67,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    sample = pd.read_csv(REPO_ROOT / "data" / "sample.csv")
+    sample = pd.read_csv(SAMPLE_CSV)
     (run,) = (dest / "runs").iterdir()
     manifest = pd.read_parquet(run / "manifest.parquet")
     assert len(manifest) == len(sample) >= 8

@@ -103,7 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Itera
                 "AIMLAPI_BASE_URL": emu.base_url,
                 "I2V_CONCURRENCY_LIMIT": LIMIT_NAME,
                 "I2V_PROVIDER_SLOTS": str(SHARED_SLOTS),
-                "I2V_NIGHTLY_INPUT": "data/sample.csv",
+                "I2V_NIGHTLY_INPUT": "i2v/demo/sample.csv",
                 "I2V_NIGHTLY_DEST": f"s3://{bucket}/nightly",
                 "I2V_NIGHTLY_CRON": crons["nightly"],
                 "I2V_INBOX": f"s3://{bucket}/{SCHEDULED_INBOX}",
@@ -217,7 +217,7 @@ def test_deployments_come_from_prefect_yaml_with_schedules_and_no_paths_or_secre
     assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in nightly.schedules] == [
         (cluster.crons["nightly"], "UTC", True)
     ]
-    assert nightly.parameters == {"input": "data/sample.csv", "dest": f"s3://{cluster.bucket}/nightly"}
+    assert nightly.parameters == {"input": "i2v/demo/sample.csv", "dest": f"s3://{cluster.bucket}/nightly"}
     inbox = deployments["inbox/inbox"]
     assert [(s.schedule.cron, s.active) for s in inbox.schedules] == [(cluster.crons["inbox"], True)]
     for deployment in deployments.values():
@@ -241,7 +241,7 @@ def test_a_schedule_creates_a_run_that_a_worker_completes(cluster: Cluster) -> N
     assert run.parameters["dest"] == dest
     (table,) = (key for key in _keys(cluster, "scheduled-nightly/runs/") if key.endswith("/manifest.parquet"))
     frame = _parquet(cluster, table)
-    assert sorted(frame["row_index"].tolist()) == list(range(len(pd.read_csv(REPO / "data" / "sample.csv"))))
+    assert sorted(frame["row_index"].tolist()) == list(range(len(pd.read_csv(REPO / "i2v" / "demo" / "sample.csv"))))
     assert "bulk DML" not in cluster.server.text(), "the scheduler loop ran without errors"
 
 

@@ -19,12 +19,13 @@ import pytest
 from PIL import Image
 
 from i2v.api import prices
-from i2v.cli.main import REPO_ROOT, main
+from i2v.cli.main import main
+from i2v.demo import SAMPLE_CSV
 from i2v.inputs import preflight
 from tests.conftest import free_port
 from tests.loopback import serving
 
-SAMPLE = str(REPO_ROOT / "data" / "sample.csv")
+SAMPLE = str(SAMPLE_CSV)
 
 
 def _png_bytes(color: tuple[int, int, int] = (30, 90, 200)) -> bytes:
@@ -121,7 +122,7 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
 
 
 def test_sample_validates_with_its_two_invalid_rows(capsys: pytest.CaptureFixture[str]) -> None:
-    """data/sample.csv: eight good rows, and the bad duration and missing image reported by row, line and field."""
+    """The sample: eight good rows, and the bad duration and missing image reported by row, line and field."""
     assert main(["validate", SAMPLE]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -341,7 +342,7 @@ def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
-    """data/sample.csv: eight jobs over three models, its two invalid rows listed as not counted (exit 1)."""
+    """The sample: eight jobs over three models, its two invalid rows listed as not counted (exit 1)."""
     assert main(["estimate", SAMPLE]) == 1
     out = capsys.readouterr().out
     assert f"{SAMPLE}: 10 rows, 8 jobs" in out
@@ -355,7 +356,7 @@ def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_parquet_copy_of_the_sample_gives_the_same_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The sample as Parquet (its images beside it): the same invalid rows and the same estimate as the CSV."""
-    shutil.copytree(REPO_ROOT / "data" / "images", tmp_path / "images")
+    shutil.copytree(SAMPLE_CSV.parent / "images", tmp_path / "images")
     copy = tmp_path / "sample.parquet"
     pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).to_parquet(copy)
     results = []

@@ -9,13 +9,12 @@ from typing import Any
 
 from i2v.api import prices
 from i2v.api.models import DEFAULT_MODEL, get_model
+from i2v.demo import SAMPLE_CSV
 from i2v.emulator.cli import add_arguments as add_emulator_arguments
 from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
 from i2v.inputs import preflight
 from i2v.inputs.sources import FORMATS
 from i2v.limits import MIB, Limits
-
-DEMO_CSV = Path(__file__).resolve().parents[2] / "data" / "sample.csv"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.set_defaults(handler="rerun", select="retryable")
 
     demo = commands.add_parser("demo", help="run the pipeline end to end against the bundled emulator")
-    demo.add_argument("--csv", default=str(DEMO_CSV), help="input CSV (default: data/sample.csv)")
+    demo.add_argument("--csv", default=str(SAMPLE_CSV), help="input CSV (default: the sample in the package)")
     demo.add_argument("--dest", default="out/demo", help="output folder or s3://bucket/prefix (default: out/demo)")
     demo.add_argument("--generation-seconds", type=float, default=3.0, help="emulated generation time per job")
     demo.set_defaults(handler="demo")

@@ -1,6 +1,6 @@
 """Draw the demo's input images (run once; the PNGs are committed next to this file).
 
-uv run python data/draw_images.py
+uv run python i2v/demo/draw_images.py   (the script stays in the repository: it is not in the wheel)
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def mountains(d: ImageDraw.ImageDraw, w: int, h: int, rng: random.Random) -> Non
     gradient(d, w, h, (130, 190, 250), (230, 240, 255))
     for i, shade in enumerate(((90, 100, 130), (60, 75, 100), (40, 55, 70))):
         base = h * (0.55 + 0.15 * i)
-        points = [(0, h)]
+        points: list[tuple[float, float]] = [(0, h)]
         for x in range(0, w + 80, 80):
             points.append((x, base - rng.uniform(40, 180)))
         points.append((w, h))
