@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``i2v`` command's parser; each subcommand names its handler in ``args.handler``."""
     parser = argparse.ArgumentParser(prog="i2v", description="Bulk image-to-video generation on AI/ML API.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # Not required: a bare `i2v` prints this help (see main).
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
         "run",
@@ -117,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in commands.choices.values():
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (its metadata), as pip and uv report it."""
+    try:
+        return metadata.version("i2v-pipeline")
+    except metadata.PackageNotFoundError:  # imported from a source tree nobody installed
+        return "(not installed)"
 
 
 _RUN_HELP = """Generate one video per CSV row. The API key and base URL come from AIMLAPI_API_KEY and

@@ -66,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             lifetime.end_when_orphaned(int(supervisor))
         # Started by _supervise with these blocked (a child inherits its parent's mask).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, watch.FORWARDED)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `i2v`: what it can do, not an error
+        parser.print_help()
+        return 0
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         result: int = _HANDLERS[args.handler](args)
