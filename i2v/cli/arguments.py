@@ -216,7 +216,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
-    """The bounds on what a run reads and downloads (README "Security"; i2v/limits.py)."""
+    """The bounds on what a run reads and downloads (README "Limits"; i2v/limits.py)."""
     limits = parser.add_argument_group("limits")
     default = Limits()
     limits.add_argument(
