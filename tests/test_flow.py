@@ -168,7 +168,9 @@ def test_an_input_edited_between_shards_fails_the_later_shards_rows_and_the_mani
     csv.write_text(
         "image_url,prompt,duration,resolution\n" + "".join(f"wide.png,Scene number {i},5,480p\n" for i in range(3))
     )
-    with emulator(generation_seconds=2.0) as slow:
+    # Two shards run at once: the third starts only when one of the first two has ended, so
+    # jobs long enough to outlast a slow start of the second shard keep the third reading last.
+    with emulator(generation_seconds=6.0) as slow:
         monkeypatch.setenv("AIMLAPI_BASE_URL", slow.base_url)
         monkeypatch.setenv("AIMLAPI_API_KEY", slow.api_key)
 
