@@ -15,12 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from i2v.engine.spec import RunSpec
 from i2v.errors import StorageError
 from i2v.inputs.shards import InputPlan, Shard
-from i2v.manifest import fallback, merged
+from i2v.manifest import fallback, merged, reports
 from i2v.manifest import run_table as manifest
 from i2v.manifest import videofolder as export
 from i2v.outcomes import RowOutcome
 from i2v.report import summary as report
-from i2v.report.page import ReportSummary, publish_report
 from i2v.storage.destination import Destination
 from orchestration import resources
 
@@ -51,15 +50,18 @@ async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome])
 
 @task(name="write-manifest", cache_policy=NO_CACHE, persist_result=False)
 async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -> report.Summary:
-    """Assemble the parts into the run's manifest, merge it into the destination's, write the report.
+    """Assemble the parts into the run's manifest, merge it into the destination's, write the reports.
 
-    Rewrites the destination's ``metadata.jsonl`` (its videos as a Hugging Face ``videofolder``).
+    Rewrites the destination's ``metadata.jsonl`` (its videos as a Hugging Face ``videofolder``),
+    writes the run's own report page (``runs/<run>/report.html``, its rows) and the
+    destination's (``report.html``, every row's latest outcome, from the merged manifest).
 
-    Publishes the summary, the first failed rows and links to the manifest and report as artifacts.
+    Publishes the summary, the first failed rows and links to the manifest and both
+    report pages as artifacts.
 
     The run's manifest is written whatever the destination does: one that refuses it
     (full, read-only) has it written to the run's local fallback folder instead, and the
-    summary says where (``fallback``); the merge, ``metadata.jsonl`` and the report wait
+    summary says where (``fallback``); the merge, ``metadata.jsonl`` and the reports wait
     for a run the destination takes. A destination that takes the manifest but not what
     follows it keeps the manifest, and the next run merges it.
     """
@@ -91,17 +93,17 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
         tally.summary(wall_s=wall_s), manifest_uri=manifest_uri, fallback=home.uri if home is not dest else None
     )
     assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
-    report_uri = None
+    report_uri = destination_report_uri = None
     if home is dest:
         try:
             await asyncio.to_thread(merged.merge, dest)
             # After the merge, from the root: training code sees every completed row of the destination.
             await asyncio.to_thread(export.write_metadata, dest)
-            page = ReportSummary.of(summary, run=run.name, destination=dest.uri)
-            report_uri = await asyncio.to_thread(publish_report, dest, page, rows())
+            report_uri = await asyncio.to_thread(reports.publish_run_report, dest, run.name, summary, rows())
+            destination_report_uri = await asyncio.to_thread(reports.publish_destination_report, dest)
         except StorageError as exc:
             logger.warning(
-                "the run's manifest is written, but the destination's merged manifest, metadata.jsonl or report"
+                "the run's manifest is written, but the destination's merged manifest, metadata.jsonl or reports"
                 " are not (%s); the next run brings them up to date",
                 exc,
             )
@@ -118,7 +120,14 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
         )
     await _link_artifact(home, manifest_uri, key="i2v-manifest", what="The run's manifest")
     if report_uri is not None:
-        await _link_artifact(dest, report_uri, key="i2v-report", what="The run's report page")
+        await _link_artifact(dest, report_uri, key="i2v-report", what="The run's report page (its rows)")
+    if destination_report_uri is not None:
+        await _link_artifact(
+            dest,
+            destination_report_uri,
+            key="i2v-destination-report",
+            what="The destination's report page (every row's latest outcome, over every run)",
+        )
     counts = (summary.total, summary.completed, summary.skipped, summary.failed)
     logger.info("%d rows: %d completed, %d skipped, %d failed", *counts)
     return summary

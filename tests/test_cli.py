@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -88,6 +89,78 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert all((dest / line["file_name"]).is_file() for line in lines)
     assert "rows: " in done.stdout
     assert "manifest:" in done.stdout
+
+
+def _i2v(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``i2v`` command with a Prefect home of its own and no API settings but ``env``'s."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIMLAPI_", "PREFECT_API"))}
+    clean |= {"PREFECT_HOME": str(cwd / "prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", **env}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("i2v")), *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_reruns_leave_every_rows_latest_outcome_in_the_destinations_report(tmp_path: Path) -> None:
+    """After the demo, a no-op re-run and a one-row rerun, report.html holds each row's latest outcome."""
+    from tests.emulated import emulator
+    from tests.test_report_page import records
+
+    dest = tmp_path / "demo"
+    demo = ["demo", "--dest", str(dest), "--generation-seconds", "0.5"]
+    first = _i2v(demo, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = _i2v(demo, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (second,) = sorted(p.name for p in (dest / "runs").iterdir())[1:]
+
+    page = (dest / "report.html").read_text(encoding="utf-8")
+    root = {row["id"]: row for row in records(page)}
+    assert len(root) == 8, "every valid row of the sample: invalid rows never reach the destination's manifest"
+    completed = {i for i, row in root.items() if row["status"] == "completed"}
+    assert len(completed) == 7, "a re-run that only skips hides none of the first run's videos"
+    assert all(root[i]["video"] == f"videos/{i}.mp4" and (dest / root[i]["video"]).is_file() for i in completed)
+    assert (root["library"]["status"], root["library"]["error_kind"]) == ("failed", "generation_failed")
+    image = root["library"]["image"]
+    assert image.startswith("inputs/"), "the failed card shows the input image, copied into the destination"
+    assert (dest / image).is_file()
+    totals = dict(re.findall(r'<dd data-total="(\w+)">([^<]*)</dd>', page))
+    assert (totals["runs"], totals["completed"], totals["skipped"]) == ("2", "7", "0")
+    assert re.fullmatch(r"\$\d+\.\d\d", totals["usd"]), totals["usd"]
+    assert totals["usd"] != "$0.00"
+    assert re.fullmatch(r"[\d,]+ credits \(\$\d+\.\d\d\)", totals["estimate"]), totals["estimate"]
+    assert f"runs/{second}/report.html" in again.stdout, "the summary points at the run's own page"
+    own = records((dest / "runs" / second / "report.html").read_text(encoding="utf-8"))
+    assert len(own) == 10, "the run's page: one row per input row"
+    assert {row["status"] for row in own} == {"skipped", "failed"}
+
+    # The emulator lets the moderated prompt through this time: the rerun makes its video.
+    with emulator(blocked_terms=(), short_side=None) as emu:
+        rerun = _i2v(
+            ["rerun", str(dest / "manifest.parquet"), "--failed", "--poll-interval", "0.2"],
+            tmp_path,
+            AIMLAPI_BASE_URL=emu.base_url,
+            AIMLAPI_API_KEY=emu.api_key,
+        )
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert emu.created() == 1
+    runs = sorted(p.name for p in (dest / "runs").iterdir())
+    assert len(runs) == 3
+    assert all((dest / "runs" / run / "report.html").is_file() for run in runs), "a page for every run"
+    assert len(records((dest / "runs" / runs[-1] / "report.html").read_text(encoding="utf-8"))) == 1
+    page = (dest / "report.html").read_text(encoding="utf-8")
+    after = {row["id"]: row for row in records(page)}
+    assert {i: row["status"] for i, row in after.items()} == dict.fromkeys(root, "completed"), (
+        "the rerun's one row joins the seven videos made before; none vanish"
+    )
+    assert after["library"]["run"] == runs[-1]
+    assert {after[i]["run"] for i in completed} == {runs[0]}
+    assert re.search(r'<dd data-total="completed">8</dd>', page)
 
 
 #: Starts a child that ignores SIGTERM, watches for its parent's end and starts a grandchild; prints their pids.

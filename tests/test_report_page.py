@@ -8,6 +8,7 @@ import math
 import os
 import re
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from i2v.api.prices import estimate
 from i2v.emulator.render import render_video
+from i2v.manifest import merged
+from i2v.manifest import reports as reports_of
+from i2v.manifest import run_table as manifest
 from i2v.media.probe import probe
+from i2v.outcomes import RowOutcome
 from i2v.report.page import (
     COLUMNS,
     CONTENT_SECURITY_POLICY,
@@ -31,7 +38,7 @@ from i2v.report.page import (
     relative_href,
     render_report,
 )
-from i2v.report.summary import Tally
+from i2v.report.summary import Tally, console_summary, markdown
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination
 
@@ -48,7 +55,9 @@ def manifest_rows(root: str, n: int) -> list[dict[str, Any]]:
 
     Of every 9 rows: 6 completed, 1 failed ``timeout``, 1 failed ``rejected`` (or, every
     third time, ``invalid_input``), 1 skipped ``already_done``. Row 7's prompt is hostile;
-    row 5 carries a mismatch. Failed rows have NaN where a number would be.
+    row 5 carries a mismatch. Failed rows have NaN where a number would be. Completed rows
+    cost 210,000 credits, and the provider said $0.105 (a skipped row carries what an
+    earlier run paid); every row's input image is kept under ``inputs/``.
     """
     rows = []
     for i in range(n):
@@ -61,7 +70,7 @@ def manifest_rows(root: str, n: int) -> list[dict[str, Any]]:
                 "row_key": f"key{i}",
                 "row_index": i,
                 "id": f"clip-{i:05d}",
-                "image_url": f"https://images.example/{i}.jpg",
+                "image_url": f"inputs/{i % 4}.png",
                 "prompt": EVIL if i == 7 else f"a slow zoom over picture {i}, golden light",
                 "model": "alibaba/wan2.5-i2v-preview",
                 "params": '{"duration": 5, "resolution": "480p"}',
@@ -74,9 +83,11 @@ def manifest_rows(root: str, n: int) -> list[dict[str, Any]]:
                 "duration_s": 4.0 if has_video else math.nan,
                 "width": 160 if has_video else None,
                 "height": 90 if has_video else None,
-                "credits_used": 0.25 if status == "completed" else math.nan,
+                "credits_used": 210_000.0 if has_video else math.nan,
+                "usd_spent": 0.105 if has_video else math.nan,
                 "generation_seconds": 91.5 if status == "completed" else math.nan,
                 "mismatch": MISMATCH if i == 5 else "",
+                "run": "run-1",
             }
         )
     return rows
@@ -159,16 +170,20 @@ def test_user_text_stays_text() -> None:
 
 
 def test_header_counts_match_the_summary() -> None:
-    """The totals shown are the summary's: rows, completed, failed, skipped, credits, wall time."""
+    """The totals shown are the summary's: rows, statuses, credits, USD, the estimate beside them, times."""
     rows = manifest_rows("/data/out", 27)
     page = render_report(summary_of(rows), rows, href=relative_href("/data/out"))
     values = dict(re.findall(r'<dd data-total="(\w+)">([^<]*)</dd>', page))
+    each = estimate("alibaba/wan2.5-i2v-preview", {"duration": 5, "resolution": "480p"}).credits
+    assert each == 422_535
     assert values == {
         "total": "27",
         "completed": "18",
         "failed": "6",
         "skipped": "3",
-        "credits": "4.5",
+        "credits": "3,780,000",
+        "usd": "$1.89",
+        "estimate": "7,605,630 credits ($3.80)",
         "wall": "12 min 34 s",
         "generation": "1 min 32 s / 1 min 32 s",
     }
@@ -310,6 +325,236 @@ def test_ten_thousand_rows_render_quickly_and_compactly() -> None:
     assert page.count("<video") == 0
 
 
+# --- costs, input images, the destination's page ---------------------------------------
+
+WAN_480P_5S = 422_535  # credits the price table expects of a 5 s 480p wan2.5 video
+
+
+def test_rows_carry_their_cost_in_credits_and_usd_and_the_estimate() -> None:
+    """Each paid row embeds its USD (the provider's, else credits at 2,000,000 a dollar) and its estimate."""
+    rows = manifest_rows("/data/out", 9)
+    rows[1]["usd_spent"] = None  # the provider said nothing in USD: 210,000 credits are $0.105
+    rows[2]["credits_used"] = 400_000.0
+    rows[2]["usd_spent"] = 0.3
+    rows[3]["params"] = '{"duration": 10, "resolution": "720p"}'
+    kept = records(render_report(summary_of(rows), rows, href=relative_href("/data/out")))
+    assert [r["usd"] for r in kept[:3]] == [0.105, 0.105, 0.3]
+    assert kept[0]["credits_used"] == 210_000
+    assert kept[0]["estimate"] == WAN_480P_5S
+    assert kept[3]["estimate"] == estimate("alibaba/wan2.5-i2v-preview", {"duration": 10, "resolution": "720p"}).credits
+    assert kept[6]["status"] == "failed"
+    assert (kept[6]["usd"], kept[6]["estimate"]) == (None, None), "a failed row was not paid for"
+    assert kept[8]["status"] == "skipped"
+    assert (kept[8]["credits_used"], kept[8]["usd"]) == (210_000, 0.105), "what an earlier run paid for the video"
+
+
+def test_the_summary_counts_usd_and_the_estimate_by_run() -> None:
+    """A tally adds up credits, USD and the estimate of completed rows, for the whole and for each run."""
+    rows = manifest_rows("/data/out", 18)
+    for row in rows[9:]:
+        row["run"] = "run-2"
+    rows[10]["usd_spent"] = None
+    rows[11]["model"] = None  # nothing to estimate from
+    tally = Tally(by_run=True)
+    for row in rows:
+        tally.add(row)
+    summary = tally.summary()
+    assert (summary.completed, summary.credits_used) == (12, 12 * 210_000)
+    assert summary.usd_spent == pytest.approx(12 * 0.105)
+    assert summary.estimated_credits == 11 * WAN_480P_5S
+    first, second = tally.runs()
+    assert (first.run, first.total, first.completed, first.failed, first.skipped) == ("run-1", 9, 6, 2, 1)
+    assert (second.run, second.completed, second.estimated_credits) == ("run-2", 6, 5 * WAN_480P_5S)
+    assert first.usd_spent == pytest.approx(0.63)
+    assert second.credits_used == 6 * 210_000
+    assert Tally().runs() == [], "only a tally by run keeps runs"
+    text = console_summary(summary, manifest_uri="/data/out/runs/r/manifest.parquet")
+    assert "cost: 2,520,000 credits ($1.26); estimated 4,647,885 credits ($2.32)" in text
+    table = markdown(summary, dest_uri="/data/out", manifest_uri="/data/out/runs/r/manifest.parquet")
+    assert "| 2,520,000 | $1.26 | 4,647,885 ($2.32) |" in table
+
+
+def test_cards_link_their_input_image_from_where_the_page_lives() -> None:
+    """A row's input image: a URL as it is, a kept copy under ``inputs/`` relative to the page, else none."""
+    images = [
+        "inputs/ab12.png",
+        "https://images.example/cat.jpg",
+        "data:image/png;base64,…(1234 chars)",
+        "images/next-to-the-csv.png",  # an invalid row's cell: relative to the user's CSV, not the destination
+        "s3://bucket/prefix/inputs/cd34.jpg",
+        "s3://other-bucket/x.png",
+        "javascript:alert(1)",
+        "",
+    ]
+    rows = [{"row_index": i, "status": "failed", "image_url": image} for i, image in enumerate(images)]
+    at_root = records(render_report(summary_of([]), rows, href=relative_href("s3://bucket/prefix")))
+    nested = relative_href("s3://bucket/prefix", report_key="runs/r1/report.html")
+    in_run = records(render_report(summary_of([]), rows, href=nested))
+    assert [r["image"] for r in at_root] == [
+        "inputs/ab12.png",
+        "https://images.example/cat.jpg",
+        None,
+        None,
+        "inputs/cd34.jpg",
+        None,
+        None,
+        None,
+    ]
+    assert [r["image"] for r in in_run][:2] == ["../../inputs/ab12.png", "https://images.example/cat.jpg"]
+    assert in_run[4]["image"] == "../../inputs/cd34.jpg"
+
+
+def _outcome(key: str, index: int, status: str, run: str, **fields: Any) -> RowOutcome:
+    """An outcome of work ``key`` by ``run``; a completed one has its video, 210,000 credits and $0.105."""
+    done = status == "completed" or fields.get("error_kind") == "already_done"
+    values: dict[str, Any] = {
+        "row_key": key,
+        "row_index": index,
+        "id": key,
+        "image_url": f"inputs/{key}.png",
+        "prompt": f"Prompt {key}",
+        "model": "alibaba/wan2.5-i2v-preview",
+        "route": "universal",
+        "params": '{"duration": 5, "resolution": "480p"}',
+        "status": status,
+        "video_uri": f"videos/{key}.mp4" if done else None,
+        "thumbnail_uri": f"thumbs/{key}.jpg" if done else None,
+        "width": 160 if done else None,
+        "height": 90 if done else None,
+        "credits_used": 210_000.0 if done else None,
+        "usd_spent": 0.105 if done else None,
+        "run": run,
+        **fields,
+    }
+    return RowOutcome(**values)
+
+
+FIRST, SECOND, RERUN = "20260101T000000Z-first", "20260102T000000Z-second", "20260103T000000Z-rerun"
+
+
+def _three_runs(dest: LocalDestination, *, reports: bool = True) -> None:
+    """Run one makes a and b and fails c; run two skips them and makes d; a rerun of c makes it.
+
+    Each run's manifest is merged as a run does, and (with ``reports``) each run's page written
+    but the first's (a run from before there were run pages).
+    """
+    rejected = {"error_kind": "generation_failed", "error_message": "moderation", "retryable": False}
+    runs = {
+        FIRST: [
+            _outcome("a", 0, "completed", FIRST),
+            _outcome("b", 1, "completed", FIRST, width=90, height=160),
+            _outcome("c", 2, "failed", FIRST, **rejected),
+        ],
+        SECOND: [
+            _outcome("a", 0, "skipped", SECOND, error_kind="already_done"),
+            _outcome("b", 1, "skipped", SECOND, error_kind="already_done", width=90, height=160),
+            _outcome("c", 2, "skipped", SECOND, **{**rejected, "error_message": "not retried: moderation"}),
+            _outcome("d", 3, "completed", SECOND),
+        ],
+        RERUN: [_outcome("c", 0, "completed", RERUN)],
+    }
+    for run, outcomes in runs.items():
+        manifest.write_manifest(dest, outcomes, run=run)
+        merged.merge(dest)
+        if reports and run != FIRST:
+            tally = Tally()
+            for outcome in outcomes:
+                tally.add(outcome)
+            reports_of.publish_run_report(dest, run, tally.summary(), (o.as_dict() for o in outcomes))
+
+
+def test_the_destinations_page_has_every_rows_latest_outcome(tmp_path: Path) -> None:
+    """After two runs and a one-row rerun, the root page has every row's latest outcome, its run and costs."""
+    dest = LocalDestination(tmp_path / "dest")
+    _three_runs(dest)
+    uri = reports_of.publish_destination_report(dest)
+    assert uri == str(tmp_path / "dest" / "report.html")
+    page = Path(uri).read_text(encoding="utf-8")
+    kept = {r["id"]: r for r in records(page)}
+    assert {i: (r["status"], r["run"]) for i, r in kept.items()} == {
+        "a": ("completed", FIRST),
+        "b": ("completed", FIRST),
+        "c": ("completed", RERUN),
+        "d": ("completed", SECOND),
+    }, "a run that only skipped work hides nothing; the rerun's one row is the latest for it"
+    assert kept["a"]["video"] == "videos/a.mp4"
+    assert kept["c"]["image"] == "inputs/c.png"
+    assert (kept["d"]["usd"], kept["d"]["estimate"]) == (0.105, WAN_480P_5S)
+    values = dict(re.findall(r'<dd data-total="(\w+)">([^<]*)</dd>', page))
+    assert values == {
+        "runs": "3",
+        "total": "4",
+        "completed": "4",
+        "failed": "0",
+        "skipped": "0",
+        "credits": "840,000",
+        "usd": "$0.42",
+        "estimate": "1,690,140 credits ($0.85)",
+    }
+    table = {attrs["data-run"]: attrs for tag, attrs in parsed(page).tags if tag == "tr" and attrs.get("data-run")}
+    assert list(table) == [FIRST, SECOND, RERUN]
+    runs = re.findall(r'<tr data-run="([^"]+)"><td class="run">(.*?)</td>((?:<td[^>]*>[^<]*</td>)+)</tr>', page)
+    cells = {run: re.findall(r">([^<]*)</td>", rest) for run, _, rest in runs}
+    assert cells[FIRST] == ["2", "2", "0", "0", "420,000", "$0.21", "845,070 credits ($0.42)"]
+    assert cells[SECOND] == ["1", "1", "0", "0", "210,000", "$0.11", "422,535 credits ($0.21)"]
+    assert cells[RERUN][:2] == ["1", "1"]
+    links = {run: re.findall(r'href="([^"]+)"', cell) for run, cell, _ in runs}
+    assert links == {FIRST: [], SECOND: [f"runs/{SECOND}/report.html"], RERUN: [f"runs/{RERUN}/report.html"]}
+
+
+def test_a_runs_page_has_its_rows_and_links_from_its_folder(tmp_path: Path) -> None:
+    """``runs/<run>/report.html`` has that run's rows only, its links climbing to the destination's objects."""
+    dest = LocalDestination(tmp_path / "dest")
+    _three_runs(dest)
+    page = (tmp_path / "dest" / "runs" / SECOND / "report.html").read_text(encoding="utf-8")
+    kept = records(page)
+    assert [(r["id"], r["status"], r["error_kind"]) for r in kept] == [
+        ("a", "skipped", "already_done"),
+        ("b", "skipped", "already_done"),
+        ("c", "skipped", "generation_failed"),
+        ("d", "completed", None),
+    ]
+    assert kept[3]["video"] == "../../videos/d.mp4"
+    assert kept[3]["thumb"] == "../../thumbs/d.jpg"
+    assert kept[2]["image"] == "../../inputs/c.png"
+    assert parsed(page).text_by_id["run"] == SECOND
+    back = next(attrs for tag, attrs in parsed(page).tags if tag == "a" and attrs.get("id") == "destination-report")
+    assert back["href"] == "../../report.html"
+    values = dict(re.findall(r'<dd data-total="(\w+)">([^<]*)</dd>', page))
+    assert (values["credits"], values["usd"], values["estimate"]) == ("210,000", "$0.11", "422,535 credits ($0.21)")
+
+
+def test_the_destinations_page_reads_the_merged_manifest_a_batch_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing the root page holds a batch of the merged manifest's rows in memory, never all of them."""
+    monkeypatch.setattr(reports_of, "BATCH_ROWS", 1000)
+    dest = LocalDestination(tmp_path / "dest")
+    count = 12_000
+    outcomes = [
+        _outcome(f"k{i:06d}", i, "completed", FIRST, prompt=f"a slow zoom over picture {i}, golden light " * 3)
+        for i in range(count)
+    ]
+    manifest.write_manifest(dest, outcomes, run=FIRST)
+    merged.merge(dest)
+    del outcomes
+
+    tracemalloc.start()
+    try:
+        with manifest.open_parquet(tmp_path / "dest" / "manifest.parquet") as table:
+            every = table.read(use_threads=False).to_pylist()
+        _, whole = tracemalloc.get_traced_memory()
+        del every
+        tracemalloc.reset_peak()
+        reports_of.publish_destination_report(dest)
+        _, publishing = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"{count:,} rows: {whole / 1e6:.0f} MB as Python rows, {publishing / 1e6:.0f} MB at most while publishing")
+    assert publishing < whole / 4
+    assert len(records((tmp_path / "dest" / "report.html").read_text(encoding="utf-8"))) == count
+
+
 # --- in a browser -----------------------------------------------------------------------
 
 #: Debian's Chromium (Playwright's own browser download needs the internet). `make test` installs it.
@@ -375,7 +620,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, bytes]]
 
 
 def lay_out(root: Path, rows: list[dict[str, Any]], media: list[tuple[bytes, bytes]]) -> None:
-    """Put each row's video and thumbnail where its URIs say."""
+    """Put each row's video and thumbnail where its URIs say, and its input image under ``root``."""
     for row in rows:
         video, thumb = media[row["row_index"] % len(media)]
         for column, data in (("video_uri", video), ("thumbnail_uri", thumb)):
@@ -383,6 +628,10 @@ def lay_out(root: Path, rows: list[dict[str, Any]], media: list[tuple[bytes, byt
                 path = Path(row[column])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
+        image = root / row["image_url"]
+        if row.get("image_url", "").startswith("inputs/") and not image.exists():
+            image.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 36), (40 * (row["row_index"] % 6), 120, 200)).save(image)
 
 
 class Seen:
@@ -432,7 +681,7 @@ def test_report_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_pa
     seen, load_s = open_report(page, report)
     expect_shown(page, 24, 36, "the first page of cards, out of every row")
     images = page.locator("img").evaluate_all("images => images.map(i => i.loading)")
-    assert images == ["lazy"] * 20, "a lazy thumbnail on each of the page's cards that has a video"
+    assert images == ["lazy"] * 24, "a lazy picture on each card: its thumbnail, or a failed row's input image"
     assert page.evaluate("window.__pwned") is None, "the hostile prompt ran nothing"
     assert page.locator('.card[data-row="7"] .prompt').text_content() == EVIL
     assert page.locator('.card[data-row="5"] .flag').get_attribute("title") == MISMATCH
@@ -516,3 +765,85 @@ def test_ten_thousand_rows_in_chromium(page: Page, media: list[tuple[bytes, byte
     assert load_s < 10
     assert filter_s < 2
     assert seen.errors == []
+
+
+def test_destination_report_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
+    """The destination's page: filters by run and status, a failed card's input image, portrait beside landscape."""
+    root = tmp_path / "dest"
+    dest = LocalDestination(root)
+    _three_runs(dest)
+    later = "20260104T000000Z-later"
+    rejected = {"error_kind": "generation_failed", "error_message": "moderation", "retryable": False}
+    manifest.write_manifest(dest, [_outcome("e", 4, "failed", later, **rejected)], run=later)
+    merged.merge(dest)
+    video, _ = media[0]
+    for key, size in (("a", (160, 90)), ("b", (90, 160)), ("c", (160, 90)), ("d", (160, 90))):
+        (root / "videos").mkdir(parents=True, exist_ok=True)
+        (root / "videos" / f"{key}.mp4").write_bytes(video)
+        (root / "thumbs").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (200, 120, 40)).save(root / "thumbs" / f"{key}.jpg", "JPEG")
+    (root / "inputs").mkdir(exist_ok=True)
+    Image.new("RGB", (64, 96), (40, 120, 200)).save(root / "inputs" / "e.png")
+    report = Path(reports_of.publish_destination_report(dest) or "")
+
+    seen, _ = open_report(page, report)
+    expect_shown(page, 5, 5, "every row's latest outcome, from four runs")
+    assert option_labels(page, "f-run") == [
+        "any run (5)",
+        f"{later} (1)",
+        f"{RERUN} (1)",
+        f"{SECOND} (1)",
+        f"{FIRST} (2)",
+    ]
+    page.select_option("#f-run", FIRST)
+    expect_shown(page, 2, 2, "the rows whose latest outcome the first run made")
+    assert page.locator("#grid .card").evaluate_all("cards => cards.map(c => c.dataset.id)") == ["a", "b"]
+    assert option_labels(page, "f-status")[:2] == ["any status (2)", "completed (2)"]
+    page.select_option("#f-status", "failed")
+    expect_shown(page, 0, 0, "the first run's rows have no failure left")
+    page.select_option("#f-run", "")
+    expect_shown(page, 1, 1, "one failed row, from the latest run")
+    expect(page.locator("#failures-body tr")).to_have_count(1)
+    assert page.locator("#failures-body td.run-col").text_content() == later
+
+    failed = page.locator('.card[data-id="e"]')
+    picture = failed.locator(".media.input img")
+    expect(picture).to_have_attribute("src", "inputs/e.png")
+    picture.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('.card[data-id=\"e\"] img').naturalWidth === 64")
+    expect(failed.locator(".none")).to_have_count(0)
+    assert "input image" in (failed.locator(".tag").text_content() or "")
+    assert failed.locator(".cost").count() == 0, "a failed job cost nothing"
+
+    page.select_option("#f-status", "")
+    page.select_option("#f-run", FIRST)
+    expect_shown(page, 2, 2)
+    cost = page.locator('.card[data-id="a"] .cost').all_text_contents()
+    assert cost == ["210,000 credits \u00b7 $0.11", "est. 422,535 \u00b7 $0.21"], "USD beside credits; the estimate"
+    boxes = {
+        key: page.locator(f'.card[data-id="{key}"] .media').evaluate(
+            "m => { const r = m.getBoundingClientRect(); return [r.top, r.width, r.height]; }"
+        )
+        for key in ("a", "b")
+    }
+    (top_a, width_a, height_a), (top_b, width_b, height_b) = boxes["a"], boxes["b"]
+    assert top_a == top_b, "portrait and landscape share a row"
+    assert abs(height_a - height_b) <= 1, "a row of one height"
+    assert width_a / height_a == pytest.approx(16 / 9, rel=0.03), "the landscape picture fills its box"
+    assert width_b / height_b == pytest.approx(9 / 16, rel=0.03), "the portrait picture fills its box: no bands"
+    page.set_viewport_size({"width": 420, "height": 900})
+    page.wait_for_function(
+        "() => document.querySelector('.card[data-id=\"a\"]').getBoundingClientRect().width <= 420 - 16"
+    )
+    widths = page.locator("#grid .card").evaluate_all("cards => cards.map(c => c.getBoundingClientRect().right)")
+    assert max(widths) <= 420, "on a phone's width no card runs off the screen"
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.select_option("#f-run", "")
+    page.evaluate("window.scrollTo(0, 0)")
+    path = ARTIFACTS / "destination-report.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot: {path}")
+    assert seen.errors == []
+    assert {url.split(":", 1)[0] for url in seen.requests} <= {"file", "data"}, seen.requests

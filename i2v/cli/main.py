@@ -302,6 +302,7 @@ def _run_flow_on(
             print()
         print(console_summary(summary, manifest_uri=home.uri_for(own)))
         if home is dest:
+            print(f"report: {dest.uri_for(f'runs/{run}/report.html')} (this run's rows)")
             print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
     if halted or (isinstance(result, BaseException) and resources.halted()):
         print(_resume_hint(home, own), file=sys.stderr)

@@ -7,14 +7,18 @@
   const rows = data.rows;
   const pageSize = Math.max(1, data.pageSize | 0);
   const FAILURES_PAGE = 100;
+  const CREDITS_PER_USD = 2000000;
   const $ = (id) => document.getElementById(id);
   const get = (row, name) => row[col[name]];
   const kindOf = (row) => get(row, "error_kind") || "";
+  const runOf = (row) => get(row, "run") || "";
   const number = (n) => Number(n).toLocaleString("en-US");
+  const dollars = (n) => (n === 0 ? "$0.00" : n > 0 && n < 0.005 ? "<$0.01"
+    : `$${Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
 
   // Filter state: "" means any. A kind filter of NONE matches rows without an error kind.
   const NONE = "\u0000none";
-  const state = { status: "", kind: "", text: "", flagged: false, page: 0, failuresPage: 0 };
+  const state = { status: "", kind: "", run: "", text: "", flagged: false, page: 0, failuresPage: 0 };
   let haystacks = null;  // lower-cased id + prompt + message per row, made on the first search
 
   function el(tag, className, text) {
@@ -28,7 +32,8 @@
     if (!state.text) return true;
     if (haystacks === null) {
       haystacks = rows.map((row) => [get(row, "row_index"), get(row, "id"), get(row, "prompt"),
-        get(row, "error_kind"), get(row, "error_message")].filter((v) => v !== null).join("\n").toLowerCase());
+        get(row, "error_kind"), get(row, "error_message"), get(row, "run")]
+        .filter((v) => v !== null).join("\n").toLowerCase());
     }
     return haystacks[index].includes(state.text);
   }
@@ -38,33 +43,42 @@
     return state.kind === NONE ? kindOf(row) === "" : kindOf(row) === state.kind;
   }
 
-  // One pass: the rows that match every filter, and the counts each select would give.
+  // One pass: the rows that match every filter, and the counts each select would give
+  // (a select's counts follow the other filters, not its own).
   function filter() {
     const shown = [];
     const failures = [];
     const byStatus = new Map();
     const byKind = new Map();
+    const byRun = new Map();
     let forStatus = 0;
     let forKind = 0;
+    let forRun = 0;
     rows.forEach((row, index) => {
       if (state.flagged && !get(row, "mismatch")) return;
       if (!textMatches(index)) return;
       const status = get(row, "status");
+      const run = runOf(row);
       const statusOk = !state.status || status === state.status;
       const kindOk = kindMatches(row);
-      if (kindOk) {
+      const runOk = !state.run || run === state.run;
+      if (kindOk && runOk) {
         byStatus.set(status, (byStatus.get(status) || 0) + 1);
         forStatus += 1;
         if (status === "failed") failures.push(row);
       }
-      if (statusOk) {
+      if (statusOk && runOk) {
         const kind = kindOf(row) || NONE;
         byKind.set(kind, (byKind.get(kind) || 0) + 1);
         forKind += 1;
       }
-      if (statusOk && kindOk) shown.push(row);
+      if (statusOk && kindOk) {
+        byRun.set(run, (byRun.get(run) || 0) + 1);
+        forRun += 1;
+      }
+      if (statusOk && kindOk && runOk) shown.push(row);
     });
-    return { shown, failures, byStatus, byKind, forStatus, forKind };
+    return { shown, failures, byStatus, byKind, byRun, forStatus, forKind, forRun };
   }
 
   // The options of a select, each with its count; the chosen value survives.
@@ -86,6 +100,9 @@
     (a, b) => ((STATUS_ORDER.indexOf(a) + 1) || 99) - ((STATUS_ORDER.indexOf(b) + 1) || 99) || (a < b ? -1 : 1));
   const kinds = [...new Set(rows.map((row) => kindOf(row) || NONE))].sort(
     (a, b) => (a === NONE) - (b === NONE) || (a < b ? -1 : 1));
+  // Runs are named from when they started: the latest first.
+  const runs = [...new Set(rows.map(runOf))].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
+  const manyRuns = runs.length > 1;
 
   function facts(row) {
     const parts = [];
@@ -94,12 +111,69 @@
     const width = get(row, "width");
     const height = get(row, "height");
     if (width !== null && height !== null) parts.push(`${width}\u00d7${height}`);
-    const credits = get(row, "credits_used");
-    if (credits !== null) parts.push(`${number(credits)} credits`);
     const seconds = get(row, "generation_seconds");
     if (seconds !== null) parts.push(`made in ${Number(seconds).toFixed(0)} s`);
     if (get(row, "model")) parts.push(get(row, "model"));
     return parts.join(" \u00b7 ");
+  }
+
+  // What the row cost, in credits and USD, and beside it the price table's estimate: short
+  // lines, each with its words in full as its title.
+  function cost(row) {
+    const credits = get(row, "credits_used");
+    const usd = get(row, "usd");
+    const estimate = get(row, "estimate");
+    const lines = [];
+    if (credits !== null || usd !== null) {
+      const parts = [];
+      if (credits !== null) parts.push(`${number(credits)} credits`);
+      if (usd !== null) parts.push(dollars(usd));
+      const earlier = get(row, "status") === "skipped";
+      lines.push([(earlier ? "paid earlier: " : "") + parts.join(" \u00b7 "),
+        `${earlier ? "paid by an earlier run" : "cost, as the API reported it"}: ${parts.join(", ")}`]);
+    }
+    if (estimate !== null) {
+      const usdEstimate = dollars(estimate / CREDITS_PER_USD);
+      lines.push([`est. ${number(estimate)} \u00b7 ${usdEstimate}`,
+        `estimated by the price table: ${number(estimate)} credits, ${usdEstimate}`]);
+    }
+    return lines;
+  }
+
+  // The shape of a card's picture: the video's, else the aspect ratio the row asked for, else 16:9;
+  // bounded so that a freak size cannot make a card a sliver.
+  function askedRatio(row) {
+    try {
+      const params = JSON.parse(get(row, "params") || "{}");
+      const match = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(String(params.aspect_ratio || ""));
+      if (match && Number(match[2]) > 0) return Number(match[1]) / Number(match[2]);
+    } catch (e) { /* params that are not JSON ask for nothing */ }
+    return null;
+  }
+
+  function ratioOf(row) {
+    const width = Number(get(row, "width"));
+    const height = Number(get(row, "height"));
+    if (width > 0 && height > 0) return width / height;
+    return askedRatio(row) || 16 / 9;
+  }
+
+  function shape(node, ratio) {
+    node.style.setProperty("--ar", Math.min(3, Math.max(1 / 3, ratio)).toFixed(4));
+  }
+
+  // A picture that takes its own shape once loaded: the card then fits it without bands.
+  function picture(node, src, alt, fits, fallback) {
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = alt;
+    img.src = src;
+    img.addEventListener("load", () => {
+      if (fits && img.naturalWidth > 0 && img.naturalHeight > 0) shape(node, img.naturalWidth / img.naturalHeight);
+    });
+    img.addEventListener("error", () => { img.replaceWith(fallback()); });
+    return img;
   }
 
   function play(media, row) {
@@ -122,34 +196,48 @@
     const status = get(row, "status");
     const node = el("article", `card ${status}`);
     node.dataset.row = String(get(row, "row_index"));
+    if (get(row, "id")) node.dataset.id = get(row, "id");
+    if (get(row, "run")) node.dataset.run = get(row, "run");
+    const known = Number(get(row, "width")) > 0 && Number(get(row, "height")) > 0;
+    shape(node, ratioOf(row));
     const media = el("div", "media");
     const video = get(row, "video");
     const thumb = get(row, "thumb");
+    const image = get(row, "image");
     const name = get(row, "id") || `row ${get(row, "row_index")}`;
+    const nothing = (text) => () => { media.classList.add("blank"); return el("div", "none", text); };
     if (video) {
       const button = el("button", "thumb");
       button.type = "button";
       button.title = `play ${name}`;
       button.setAttribute("aria-label", `play video of ${name}`);
       if (thumb) {
-        const img = document.createElement("img");
-        img.loading = "lazy";
-        img.decoding = "async";
-        img.alt = `thumbnail of ${name}`;
-        img.src = thumb;
-        img.addEventListener("error", () => { img.replaceWith(el("div", "none", "no thumbnail")); });
-        button.append(img);
+        button.append(picture(node, thumb, `thumbnail of ${name}`, !known, nothing("no thumbnail")));
+      } else if (image) {
+        button.append(picture(node, image, `input image of ${name}`, !known, nothing("no thumbnail")));
       } else {
-        button.append(el("div", "none", "no thumbnail"));
+        button.append(nothing("no thumbnail")());
       }
       button.addEventListener("click", () => play(media, row));
       media.append(button);
+    } else if (image) {
+      // No video: the picture it was to be made from, marked as such.
+      media.classList.add("input");
+      media.append(picture(node, image, `input image of ${name}`, true, nothing("no video; the input image cannot be shown")),
+        el("span", "tag", status === "failed" ? "input image \u00b7 no video" : "input image"));
     } else {
-      media.append(el("div", "none", status === "failed" ? "no video" : "no video link"));
+      media.append(nothing(status === "failed" ? "no video" : "no video link")());
     }
     node.append(media);
 
+    // Lines of one height whatever the card's width (the full text is in their title), so
+    // that the cards of a row, narrow and wide, end level.
     const body = el("div", "body");
+    const clipped = (className, text, title) => {
+      const node = el("p", `clip ${className}`, text);
+      node.title = title || text;
+      return node;
+    };
     const head = el("div", "line");
     head.append(el("span", `badge ${status}`, status));
     if (get(row, "error_kind")) head.append(el("span", "kind", get(row, "error_kind")));
@@ -161,15 +249,23 @@
     }
     body.append(head);
     const title = el("div", "line");
-    title.append(el("span", "id", get(row, "id") || "(no id)"), el("span", "row", `row ${get(row, "row_index")}`));
+    const id = el("span", "id", get(row, "id") || "(no id)");
+    id.title = get(row, "id") || "";
+    title.append(id, el("span", "row", `row ${get(row, "row_index")}`));
     body.append(title);
+    if (manyRuns && get(row, "run")) body.append(clipped("facts run", `run ${get(row, "run")}`));
     const prompt = el("p", "prompt", get(row, "prompt") || "");
     prompt.title = get(row, "prompt") || "";
     body.append(prompt);
-    if (status === "failed" && get(row, "error_message")) body.append(el("p", "error", get(row, "error_message")));
-    if (mismatch) body.append(el("p", "error mismatch", `mismatch: ${mismatch}`));
+    if (status === "failed" && get(row, "error_message")) {
+      const error = el("p", "error message", get(row, "error_message"));
+      error.title = get(row, "error_message");
+      body.append(error);
+    }
+    if (mismatch) body.append(clipped("error mismatch", `mismatch: ${mismatch}`));
     const line = facts(row);
-    if (line) body.append(el("p", "facts", line));
+    if (line) body.append(clipped("facts", line));
+    for (const [text, title] of cost(row)) body.append(clipped("facts cost", text, title));
     if (video) {
       const link = el("a", null, "open video");
       link.href = video;
@@ -201,6 +297,9 @@
     fillSelect($("f-status"), state.status, "any status", statuses, found.byStatus, found.forStatus, (s) => s);
     fillSelect($("f-kind"), state.kind, "any kind", kinds, found.byKind, found.forKind,
       (k) => (k === NONE ? "no error kind" : k));
+    if (manyRuns) {
+      fillSelect($("f-run"), state.run, "any run", runs, found.byRun, found.forRun, (r) => r || "(no run)");
+    }
 
     const total = found.shown.length;
     const pages = Math.ceil(total / pageSize);
@@ -234,7 +333,7 @@
       const tr = el("tr");
       const retryable = get(row, "retryable");
       tr.append(el("td", null, get(row, "row_index")), el("td", null, get(row, "id") || ""),
-        el("td", null, get(row, "error_kind") || ""),
+        el("td", "run-col", runOf(row)), el("td", null, get(row, "error_kind") || ""),
         el("td", null, retryable === null ? "" : retryable ? "yes" : "no"),
         el("td", "message", get(row, "error_message") || ""));
       return tr;
@@ -271,6 +370,11 @@
   $("f-status").addEventListener("change", (e) => { state.status = e.target.value; state.page = 0; render(); });
   $("f-kind").addEventListener("change", (e) => {
     state.kind = e.target.value; state.page = 0; state.failuresPage = 0; render();
+  });
+  if (manyRuns) $("f-run-wrap").hidden = false;
+  $("app").classList.toggle("one-run", !manyRuns);
+  $("f-run").addEventListener("change", (e) => {
+    state.run = e.target.value; state.page = 0; state.failuresPage = 0; render();
   });
   $("f-flagged").addEventListener("change", (e) => { state.flagged = e.target.checked; state.page = 0; render(); });
   let typing = 0;

@@ -1,9 +1,19 @@
-r"""The run's report page, ``report.html``: one self-contained file to look at a run's videos.
+r"""Report pages, ``report.html``: one self-contained file to look at videos.
 
-The page has the run's totals, the failure kinds, filters by status and failure kind (and
-by text, and by mismatch when rows carry one), a grid of cards — thumbnail, id, prompt,
-status, a link to the video; a click on the thumbnail plays it in place — and the failed
-rows with their kind and message.
+Two pages use it: each run's own, ``runs/<run>/report.html`` (that run's rows, one per
+input row), and the destination's, ``report.html`` at its root (every row's latest
+outcome, from the merged manifest, with the run that produced it), so that a re-run
+that only skips work, or a rerun of one row, never hides what earlier runs made.
+
+A page has the totals, costs in credits and USD beside the price table's estimate (on
+the destination's page, for each run as well), the failure kinds, filters by status,
+failure kind and run (and by text, and by mismatch when rows carry one), a grid of
+cards — thumbnail, id, prompt, status, cost, a link to the video; a click on the
+thumbnail plays it in place; a row without a video shows its input image — and the
+failed rows with their kind and message. Each card's picture keeps its video's aspect
+ratio (the manifest's width and height; for a row without a video, the input image's
+own), and cards are laid out in rows of one height, so portrait and landscape videos
+sit side by side without empty bands.
 
 It needs nothing but itself: CSS and JavaScript are inline, no fonts or scripts are
 fetched, and it works opened from a local file. The rows travel as one JSON block that
@@ -35,11 +45,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
-from i2v.api.prices import credits
-from i2v.report.summary import Summary
+from i2v.api.prices import CREDITS_PER_USD, credits
+from i2v.report.summary import RunTotals, Summary, dollars, row_estimate, row_usd
 from i2v.storage.destination import Destination
 
 # The page's stylesheet and script, package files beside this module. Both are inlined
@@ -74,6 +84,10 @@ COLUMNS = (
     "model",
     "params",
     "mismatch",
+    "run",
+    "image",
+    "usd",
+    "estimate",
 )
 _SAFE_SCHEMES = ("", "http", "https", "file")
 _JSON_ESCAPES = str.maketrans(
@@ -102,7 +116,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 @dataclass(frozen=True)
 class ReportSummary:
-    """What the page's header says about the run."""
+    """What the page's header says about the run, or about the destination."""
 
     run: str
     destination: str
@@ -111,14 +125,32 @@ class ReportSummary:
     failed: int
     skipped: int
     credits_used: float = 0.0
+    #: USD of the completed rows (the provider's figures, or credits at 2,000,000 a dollar).
+    usd_spent: float = 0.0
+    #: What the completed rows should have cost by the price table, in credits (None: not shown).
+    estimated_credits: float | None = None
     wall_s: float | None = None
     generation_p50_s: float | None = None
     generation_p95_s: float | None = None
     #: When the report was written; shown as given (None: not shown, so output is reproducible).
     written_at: datetime | None = None
+    #: ``run``: one run's rows. ``destination``: every row's latest outcome, over :attr:`runs`.
+    scope: Literal["run", "destination"] = "run"
+    #: The destination's page: each run's rows and costs, and the key of its report (None: it has none).
+    runs: tuple[tuple[RunTotals, str | None], ...] = ()
+    #: A run's page: the key of the destination's report, linked from the header (None: no link).
+    destination_report: str | None = None
 
     @classmethod
-    def of(cls, summary: Summary, *, run: str, destination: str, written_at: datetime | None = None) -> ReportSummary:
+    def of(
+        cls,
+        summary: Summary,
+        *,
+        run: str,
+        destination: str,
+        written_at: datetime | None = None,
+        destination_report: str | None = None,
+    ) -> ReportSummary:
         """The header of a run summarised by :class:`i2v.report.summary.Tally`."""
         return cls(
             run=run,
@@ -128,10 +160,40 @@ class ReportSummary:
             failed=summary.failed,
             skipped=summary.skipped,
             credits_used=summary.credits_used,
+            usd_spent=summary.usd_spent,
+            estimated_credits=summary.estimated_credits,
             wall_s=summary.wall_s,
             generation_p50_s=summary.generation_p50_s,
             generation_p95_s=summary.generation_p95_s,
             written_at=written_at,
+            destination_report=destination_report,
+        )
+
+    @classmethod
+    def of_destination(
+        cls,
+        summary: Summary,
+        runs: Iterable[tuple[RunTotals, str | None]],
+        *,
+        destination: str,
+        written_at: datetime | None = None,
+    ) -> ReportSummary:
+        """The header of a destination's rows, each run with the key of its report (None: it has none)."""
+        return cls(
+            run="",
+            destination=destination,
+            total=summary.total,
+            completed=summary.completed,
+            failed=summary.failed,
+            skipped=summary.skipped,
+            credits_used=summary.credits_used,
+            usd_spent=summary.usd_spent,
+            estimated_credits=summary.estimated_credits,
+            generation_p50_s=summary.generation_p50_s,
+            generation_p95_s=summary.generation_p95_s,
+            written_at=written_at,
+            scope="destination",
+            runs=tuple(runs),
         )
 
 
@@ -164,15 +226,18 @@ def write_report(
         out: where the HTML goes.
         summary: the header's totals and the run's name and destination.
         rows: manifest rows as mappings of column name to value (``row_index``, ``id``, ``prompt``,
-            ``status``, ``error_kind``, ``error_message``, ``video_uri``, ``thumbnail_uri``, …; an
-            optional ``mismatch`` flags the card). Missing columns, None and NaN read as empty.
-        href: the link for a stored object's URI, or None for no link. A link whose scheme is
-            not http, https or file (or none, a relative path) is dropped.
+            ``status``, ``error_kind``, ``error_message``, ``video_uri``, ``thumbnail_uri``,
+            ``image_url``, ``width``, ``height``, ``credits_used``, ``usd_spent``, ``model``,
+            ``params``, ``run``, …; an optional ``mismatch`` flags the card). Missing columns,
+            None and NaN read as empty.
+        href: the link for a stored object's URI or key (videos, thumbnails, input images
+            kept under ``inputs/``, other reports), or None for no link. A link whose scheme
+            is not http, https or file (or none, a relative path) is dropped.
         page_size: cards on one page of the grid.
     """
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, not {page_size}")
-    out.write(_head(summary))
+    out.write(_head(summary, href))
     out.write('<script type="application/json" id="i2v-data">')
     out.write(_json({"columns": COLUMNS, "pageSize": page_size})[:-1] + ',"rows":[\n')
     count = 0
@@ -268,15 +333,21 @@ class _Utf8Chunks:
 # --- the page ---------------------------------------------------------------------------
 
 
-def _head(summary: ReportSummary) -> str:
+def _head(summary: ReportSummary, href: Href) -> str:
     e = _escape
+    whole = summary.scope == "destination"
     totals = [
         ("rows", "total", f"{summary.total:,}"),
         ("completed", "completed", f"{summary.completed:,}"),
         ("failed", "failed", f"{summary.failed:,}"),
         ("skipped", "skipped", f"{summary.skipped:,}"),
         ("credits used", "credits", credits(summary.credits_used)),
+        ("USD spent", "usd", dollars(summary.usd_spent)),
     ]
+    if summary.estimated_credits is not None:
+        totals.append(("estimated (price table)", "estimate", _estimate(summary.estimated_credits)))
+    if whole:
+        totals.insert(0, ("runs", "runs", f"{len(summary.runs):,}"))
     if summary.wall_s is not None:
         totals.append(("wall time", "wall", _duration(summary.wall_s)))
     if summary.generation_p50_s is not None:
@@ -287,6 +358,26 @@ def _head(summary: ReportSummary) -> str:
         for label, name, value in totals
     )
     written = f" · written {e(summary.written_at.isoformat(timespec='seconds'))}" if summary.written_at else ""
+    if whole:
+        title = "i2v destination"
+        heading = "Image-to-video destination"
+        scope = (
+            '<p class="scope">Every row of the destination, each with its latest outcome and the run that'
+            " produced it: a run that skipped work already done never hides it.</p>"
+        )
+        manifest = "the destination's manifest"
+    else:
+        title = f"i2v run {e(summary.run)}"
+        heading = f'Image-to-video run <span id="run">{e(summary.run)}</span>'
+        other = _link(href(summary.destination_report)) if summary.destination_report else None
+        scope = '<p class="scope">This run\'s rows, one per input row.'
+        if other:
+            scope += (
+                f' <a id="destination-report" href="{e(other)}">The destination\'s report</a>'
+                " has every row's latest outcome, over every run."
+            )
+        scope += "</p>"
+        manifest = "the run's manifest"
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -294,14 +385,16 @@ def _head(summary: ReportSummary) -> str:
 <meta http-equiv="Content-Security-Policy" content="{e(CONTENT_SECURITY_POLICY)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>i2v run {e(summary.run)}</title>
+<title>{title}</title>
 <style>{STYLE}</style>
 </head>
-<body>
+<body data-scope="{e(summary.scope)}">
 <header>
-<h1>Image-to-video run <span id="run">{e(summary.run)}</span></h1>
+<h1>{heading}</h1>
 <p class="where">Destination: <code id="destination">{e(summary.destination)}</code>{written}</p>
+{scope}
 <dl class="totals" id="totals">{cells}</dl>
+{_runs_table(summary, href) if whole else ""}
 </header>
 <noscript><section><p>This report needs JavaScript to show its rows;
 <code>manifest.csv</code> beside it has every row.</p></section></noscript>
@@ -310,6 +403,7 @@ def _head(summary: ReportSummary) -> str:
 <nav class="controls" id="cards" aria-label="filters">
 <label>Status <select id="f-status"></select></label>
 <label>Failure kind <select id="f-kind"></select></label>
+<label id="f-run-wrap" hidden>Run <select id="f-run"></select></label>
 <label>Search <input id="f-text" type="search" placeholder="id, prompt or message" autocomplete="off"></label>
 <label id="f-flagged-wrap" hidden><input id="f-flagged" type="checkbox">
 <span>mismatches only (<span id="f-flagged-count"></span>)</span></label>
@@ -322,15 +416,52 @@ def _head(summary: ReportSummary) -> str:
 <h2>Failed rows (<span id="failures-count">0</span>)</h2>
 <p class="empty" id="failures-none" hidden>No failed rows match the filters.</p>
 <table id="failures-table">
-<thead><tr><th>row</th><th>id</th><th>kind</th><th>retryable</th><th>message</th></tr></thead>
+<thead><tr><th>row</th><th>id</th><th class="run-col">run</th><th>kind</th><th>retryable</th>
+<th>message</th></tr></thead>
 <tbody id="failures-body"></tbody>
 </table>
 <nav class="pager" id="failures-pager" aria-label="pages of failed rows"></nav>
 </section>
 </div>
-<footer>Every row, with all its columns, is in the run's manifest (<code>manifest.parquet</code>,
-<code>manifest.csv</code>).</footer>
+<footer>Every row, with all its columns, is in {manifest} (<code>manifest.parquet</code>,
+<code>manifest.csv</code>, beside this page). Costs: credits and USD as the API reported them
+(USD as credits at {CREDITS_PER_USD:,} a dollar where it reported none); estimates: the price
+table in <code>i2v/api/prices.py</code>.</footer>
 """
+
+
+#: Runs listed open on the destination's page; more are folded away.
+RUNS_SHOWN_OPEN = 8
+
+
+def _runs_table(summary: ReportSummary, href: Href) -> str:
+    """The destination's runs: each one's rows and costs, with a link to its own report."""
+    e = _escape
+    lines = []
+    for totals, key in summary.runs:
+        link = _link(href(key)) if key else None
+        name = e(totals.run or "(no run)")
+        cell = f'<a href="{e(link)}">{name}</a>' if link else name
+        lines.append(
+            f'<tr data-run="{e(totals.run)}"><td class="run">{cell}</td><td>{totals.total:,}</td>'
+            f"<td>{totals.completed:,}</td><td>{totals.failed:,}</td><td>{totals.skipped:,}</td>"
+            f'<td class="credits">{e(credits(totals.credits_used))}</td>'
+            f'<td class="usd">{e(dollars(totals.usd_spent))}</td>'
+            f'<td class="estimate">{e(_estimate(totals.estimated_credits))}</td></tr>'
+        )
+    opened = " open" if len(summary.runs) <= RUNS_SHOWN_OPEN else ""
+    return f"""<details id="runs"{opened}><summary>Runs ({len(summary.runs):,}): the rows whose latest outcome each
+produced, what they cost, and each run's own report</summary>
+<table id="runs-table">
+<thead><tr><th>run</th><th>rows</th><th>completed</th><th>failed</th><th>skipped</th><th>credits used</th>
+<th>USD</th><th>estimated</th></tr></thead>
+<tbody>{"".join(lines)}</tbody>
+</table>
+</details>"""
+
+
+def _estimate(amount: float) -> str:
+    return f"{credits(amount)} credits ({dollars(amount / CREDITS_PER_USD)})"
 
 
 def _page_row(row: Mapping[str, Any], href: Href) -> list[Any]:
@@ -338,12 +469,39 @@ def _page_row(row: Mapping[str, Any], href: Href) -> list[Any]:
     values = {name: _plain(row.get(name)) for name in COLUMNS}
     values["video"] = _link(href(_text(row.get("video_uri"))))
     values["thumb"] = _link(href(_text(row.get("thumbnail_uri"))))
+    values["image"] = _image(row.get("image_url"), href)
     values["mismatch"] = _flag(row.get("mismatch"))
     values["status"] = str(values["status"] or "unknown")
-    for name in ("id", "prompt", "error_kind", "error_message", "model", "params"):
+    for name in ("id", "prompt", "error_kind", "error_message", "model", "params", "run"):
         if values[name] is not None and not isinstance(values[name], str):
             values[name] = str(values[name])
+    # Costs where something was paid: what the API reported, and what the price table expected.
+    paid = values["status"] == "completed" or values["credits_used"] is not None
+    values["usd"] = _rounded(row_usd(row)) if paid else None
+    values["estimate"] = row_estimate(row) if paid else None
     return [values[name] for name in COLUMNS]
+
+
+def _rounded(usd: float | None) -> float | None:
+    return None if usd is None else round(usd, 6)
+
+
+def _image(value: Any, href: Href) -> str | None:
+    """The link to a row's input image: a URL, or its copy under ``inputs/`` in the destination.
+
+    A data URI (the manifest keeps only its type and size) or a path relative to the
+    user's CSV (an invalid row's cell) names nothing the page can show.
+    """
+    ref = _text(value)
+    if ref is None:
+        return None
+    try:
+        scheme = urlsplit(ref).scheme.lower()
+    except ValueError:
+        return None
+    if scheme == "data" or (not scheme and not ref.startswith(("/", "inputs/"))):
+        return None
+    return _link(href(ref))
 
 
 def _plain(value: Any) -> Any:
