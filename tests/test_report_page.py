@@ -741,7 +741,7 @@ def test_report_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_pa
 
 
 def test_ten_thousand_rows_in_chromium(page: Page, media: list[tuple[bytes, bytes]], tmp_path: Path) -> None:
-    """At 10,000 rows the page loads fast, keeps one page of cards in the document, and filters quickly."""
+    """At 10,000 rows the page keeps one page of cards in the document and filters the whole table."""
     dest = LocalDestination(tmp_path / "dest")
     rows = manifest_rows(dest.uri, 10_000)
     lay_out(tmp_path / "dest", rows[:9], media)
@@ -751,19 +751,15 @@ def test_ten_thousand_rows_in_chromium(page: Page, media: list[tuple[bytes, byte
                 row[column] = rows[row["row_index"] % 9][column]
     report = Path(publish_report(dest, summary_of(rows, destination=dest.uri), rows))
 
-    seen, load_s = open_report(page, report)
+    # Behaviour only: how fast it loads depends on the machine and is no check of a test.
+    seen, _ = open_report(page, report)
     expect_shown(page, PAGE_SIZE, 10_000)
     assert page.locator("img").count() <= PAGE_SIZE
-    started = time.perf_counter()
     page.select_option("#f-status", "failed")
     expect_shown(page, PAGE_SIZE, sum(r["status"] == "failed" for r in rows))
-    filter_s = time.perf_counter() - started
     page.select_option("#f-kind", "invalid_input")
     invalid = sum(r["error_kind"] == "invalid_input" for r in rows)
     expect_shown(page, min(PAGE_SIZE, invalid), invalid)
-    print(f"10,000 rows: loaded in {load_s:.2f} s, a filter took {filter_s * 1000:.0f} ms")
-    assert load_s < 10
-    assert filter_s < 2
     assert seen.errors == []
 
 
