@@ -31,12 +31,12 @@ async def rerun_failed(
     *,
     settings: RunSettings,
 ) -> dict[str, Any] | State[Any]:
-    """Run again chosen rows of ``manifest`` (a destination's or a run's ``manifest.parquet``).
+    """Run again chosen rows of ``manifest`` (a destination's or a run's manifest, ``.parquet`` or ``.csv``).
 
     ``select`` chooses ``retryable`` failures, or every ``failed`` row; ``kinds`` narrows to
     those failure kinds; rows whose create may have been paid (``submit_unknown``) are
     chosen only with ``include_unknown``. The other parameters are those of
-    ``generate-videos``.
+    ``generate-videos``. Each row keeps its ``row_index`` and ``id`` from the manifest.
     """
     dest, key = split_manifest_uri(manifest)
     selection = Selection(select, kinds_of(kinds), include_unknown)

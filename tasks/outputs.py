@@ -34,7 +34,9 @@ async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome])
     A destination that refuses it (full, read-only) does not lose it: it goes to the
     run's local fallback folder (:mod:`i2v.manifest.fallback`), said on the log.
     """
-    assert len({o.row_index for o in outcomes}) == len(outcomes), "one outcome per row"
+    # A rerun's rows keep the indices of the manifest they came from, which rows of
+    # different inputs may share; their work (row key) tells them apart.
+    assert len({(o.row_index, o.row_key) for o in outcomes}) == len(outcomes), "one outcome per row"
     dest = resources.destination(run.dest)
     try:
         key = await asyncio.to_thread(manifest.write_part, dest, run.name, shard, outcomes)

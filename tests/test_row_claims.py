@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from i2v.engine.claims import LEASE_S, Claimed, Held, RowClaims, claim_key, owner_key
+from i2v.engine.claims import LEASE_S, Claimed, Held, RowClaims, claim_key, live_claims, owner_key
 from i2v.storage.destination import Destination
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination
@@ -148,3 +148,22 @@ def _route(row: Any) -> Any:
     from i2v.api.models import get_model
 
     return get_model(row.model).route(row.route)
+
+
+def test_live_claims_name_the_rows_live_runs_hold_and_not_a_dead_runs(tmp_path: Path) -> None:
+    """What `i2v status` reads: rows held by owners alive now, by run; not a gone owner's, not released ones."""
+    dest = LocalDestination(tmp_path / "out")
+    clock = Clock()
+    alive = RowClaims(dest, run="run-a", owner="a", clock=clock)
+    gone = RowClaims(dest, run="run-b", owner="b", clock=clock)
+    gone.beat()
+    assert gone.claim("k3") == Claimed(1)
+    clock.now += LEASE_S + 1
+    alive.beat()
+    for key in ("k1", "k2", "k4"):
+        assert alive.claim(key) == Claimed(1)
+    alive.release("k4")
+    assert live_claims(dest, now=clock.now) == {"k1": "run-a", "k2": "run-a"}
+    assert alive.claim("k3") == Claimed(2, took_over="b")
+    assert live_claims(dest, now=clock.now) == {"k1": "run-a", "k2": "run-a", "k3": "run-a"}
+    assert live_claims(dest, now=clock.now + LEASE_S + 1) == {}, "once its owner is gone, nothing is held"

@@ -6,11 +6,10 @@ import argparse
 import textwrap
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from i2v.api import prices
 from i2v.api.models import DEFAULT_MODEL, get_model
-from i2v.demo import SAMPLE_CSV
 from i2v.emulator.cli import add_arguments as add_emulator_arguments
 from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
 from i2v.inputs import preflight
@@ -39,47 +38,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format_option(run)
     _add_limit_options(run)
     _add_quiet_option(run)
-    run.add_argument(
-        "--json",
-        action="store_true",
-        help="print the run's summary as one JSON document on stdout (progress on stderr)",
-    )
-    run.add_argument(
-        "--retry-failed",
-        choices=("retryable", "all"),
-        default="retryable",
-        help="failures of earlier runs to try again: those that may pass, or all (default: %(default)s)",
-    )
-    run.add_argument(
-        "--resubmit-unknown",
-        action="store_true",
-        help="send again creates whose outcome was never known (each may then be paid twice)",
-    )
+    _add_json_option(run, "the run's summary (progress on stderr)")
+    _add_rows_again_options(run, again="failures of earlier runs")
+    run.set_defaults(handler="run")
     run.set_defaults(handler="run")
 
     rerun = commands.add_parser("rerun", help="run again chosen rows of a manifest", description=_RERUN_HELP)
-    rerun.add_argument("manifest", help="a destination's manifest.parquet, or runs/<run>/manifest.parquet")
-    which = rerun.add_mutually_exclusive_group()
-    which.add_argument("--retryable", dest="select", action="store_const", const="retryable", help="(default)")
-    which.add_argument("--failed", dest="select", action="store_const", const="failed", help="every failed row")
-    rerun.add_argument("--kind", action="append", default=[], metavar="KIND", help="only this error_kind (repeatable)")
     rerun.add_argument(
-        "--include-unknown", action="store_true", help="also rows whose create may have been paid (submit_unknown)"
+        "manifest",
+        help="a destination's manifest (.parquet or .csv), or a run's runs/<run>/manifest.parquet (local or s3://)",
+    )
+    _add_rows_again_options(rerun, again="failed rows of the manifest")
+    rerun.add_argument(
+        "--kind", action="append", default=[], metavar="KIND", help="only rows of this error_kind (repeatable)"
+    )
+    rerun.add_argument(
+        "--dry-run", action="store_true", help="list the rows it would run and those it leaves; send nothing"
     )
     rerun.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT, help="(default: %(default)s)")
     rerun.add_argument("--poll-interval", type=float, default=10.0, help="(default: %(default)s)")
     rerun.add_argument("--job-timeout", type=float, default=900.0, help="(default: %(default)s)")
     _add_policy_options(rerun)
     _add_quiet_option(rerun)
-    rerun.set_defaults(handler="rerun", select="retryable")
+    _add_json_option(rerun, "what it will run and the run's summary (or, with --dry-run, the plan)")
+    rerun.set_defaults(handler="rerun")
+
+    status = commands.add_parser("status", help="what a destination holds and what a rerun would do")
+    status.add_argument("dest", help="output folder or s3://bucket/prefix")
+    _add_json_option(status, "the same as one JSON document")
+    status.set_defaults(handler="status")
 
     demo = commands.add_parser("demo", help="run the pipeline end to end against the bundled emulator")
-    demo.add_argument("--csv", default=str(SAMPLE_CSV), help="input CSV (default: the sample in the package)")
+    demo.add_argument("input", nargs="?", help="input file (default: the sample in the package)")
+    # The input used to be given as --csv; that spelling still works for a release.
+    demo.add_argument("--csv", dest="csv", help=argparse.SUPPRESS)
     demo.add_argument("--dest", default="out/demo", help="output folder or s3://bucket/prefix (default: out/demo)")
     demo.add_argument("--generation-seconds", type=float, default=3.0, help="emulated generation time per job")
     demo.set_defaults(handler="demo")
 
     models = commands.add_parser("models", help="list the models and their parameters")
+    _add_json_option(models, "the models, routes and parameters as one JSON document")
     models.set_defaults(handler="models")
 
     validate = commands.add_parser(
@@ -239,6 +237,50 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
     limits.add_argument("--allow-http-images", action="store_true", help="accept http:// image URLs (not just https)")
     limits.add_argument("--image-root", metavar="DIR", help="folder local images must be in (default: the input's)")
+
+
+def _add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout")
+
+
+def _add_rows_again_options(parser: argparse.ArgumentParser, *, again: str) -> None:
+    """``--include-failed`` and ``--include-unknown``, named alike on ``run`` and ``rerun``.
+
+    Each widens the rows tried again beyond the default (failures that may pass). The
+    older spellings (``run --retry-failed all``, ``run --resubmit-unknown``, ``rerun
+    --failed``, ``rerun --retryable``) stay as hidden aliases for a release.
+    """
+    parser.add_argument(
+        "--include-failed",
+        dest="select",
+        action="store_const",
+        const="failed",
+        help=f"also {again} that failed for good (rejected, moderation); default: only those that may pass",
+    )
+    parser.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also rows whose create was sent but never answered (submit_unknown); each may then be paid twice",
+    )
+    if parser.prog.endswith(" run"):
+        parser.add_argument(
+            "--retry-failed",
+            dest="select",
+            choices=("retryable", "all"),  # "all" is read as "failed" (see selected)
+            help=argparse.SUPPRESS,
+        )
+        parser.add_argument("--resubmit-unknown", dest="include_unknown", action="store_true", help=argparse.SUPPRESS)
+    else:
+        parser.add_argument("--failed", dest="select", action="store_const", const="failed", help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--retryable", dest="select", action="store_const", const="retryable", help=argparse.SUPPRESS
+        )
+    parser.set_defaults(select="retryable")
+
+
+def selected(args: argparse.Namespace) -> Literal["retryable", "failed"]:
+    """Which failures are tried again: ``retryable`` or ``failed`` (every one), whichever spelling gave it."""
+    return "failed" if args.select in ("failed", "all") else "retryable"
 
 
 def _add_quiet_option(parser: argparse.ArgumentParser) -> None:

@@ -26,8 +26,9 @@ from i2v.api.models import MODELS
 from i2v.api.settings import ApiSettings
 from i2v.cli import checks, lifetime
 from i2v.cli import supervisor as watch
-from i2v.cli.arguments import build_parser, columns_given, limits_given, row_defaults
+from i2v.cli.arguments import build_parser, columns_given, limits_given, row_defaults, selected
 from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console, quiet_prefect
+from i2v.demo import SAMPLE_CSV
 from i2v.engine.spec import safe_label
 from i2v.errors import AuthError, ConfigError, I2VError, OutOfCredits
 from i2v.inputs import preflight
@@ -127,8 +128,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "job_timeout_s": args.job_timeout,
         "rows_per_shard": args.rows_per_shard,
         "rows_per_task": args.rows_per_task,
-        "retry": args.retry_failed,
-        "resubmit_unknown": args.resubmit_unknown,
+        "retry": "all" if selected(args) == "failed" else "retryable",
+        "resubmit_unknown": args.include_unknown,
         "unknown_grace_s": args.unknown_grace,
         "max_failure_ratio": args.max_failure_ratio,
         "max_credits": args.max_credits,
@@ -139,26 +140,84 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    """Read the manifest, say what will run and what is left; run it unless there is nothing to, or ``--dry-run``.
+
+    All of that before Prefect starts and without the API key: a rerun with nothing to do
+    costs a second, and a mistake in the manifest reads as one line.
+    """
+    from i2v.cli.plans import plan_text
+    from i2v.inputs.from_manifest import Selection, kinds_of, locate, missing_images, plan_rerun
+
+    ref = locate(args.manifest)
+    dest = _destination(ref.dest)
+    plan = plan_rerun(dest, ref.key, Selection(selected(args), kinds_of(args.kind), args.include_unknown))
+    supervised = bool(os.environ.get(_SUPERVISED))
+    if not supervised:
+        shown = plan_text(plan, every_row=args.dry_run)
+        if args.json and (args.dry_run or not plan.chosen):
+            print(json.dumps({**plan.as_dict(), "dry_run": args.dry_run, "rows_to_run": _rows_of(plan)}, indent=2))
+        elif not args.quiet or args.dry_run or not plan.chosen:
+            print(shown, file=sys.stderr if args.json else sys.stdout)
+    if args.dry_run or not plan.chosen:
+        return 0
+    lost = missing_images(dest, plan.chosen)
+    if lost:
+        rows = ", ".join(str(row.row_index) for row in lost[:10])
+        raise ConfigError(
+            f"{len(lost)} row(s) to run again (rows {rows}) name an input image missing from {dest.uri_for('inputs/')}"
+        )
     ApiSettings.from_env()
-    if not os.environ.get(_SUPERVISED):
-        return _supervise(args.argv, view=_view(args))
-    summary = _run_flow(
-        "rerun_failed",
+    settings = checks.run_settings(
         {
-            "manifest": args.manifest,
-            "select": args.select,
-            "kinds": args.kind or None,
-            "include_unknown": args.include_unknown,
             "max_in_flight": args.max_in_flight,
             "poll_interval_s": args.poll_interval,
             "job_timeout_s": args.job_timeout,
             "unknown_grace_s": args.unknown_grace,
             "max_failure_ratio": args.max_failure_ratio,
             "max_credits": args.max_credits,
-        },
-        view=_view(args),
+        }
     )
+    if not supervised:
+        return _supervise(args.argv, view=_view(args))
+    params = {
+        "manifest": ref.uri,
+        "select": selected(args),
+        "kinds": args.kind or None,
+        "include_unknown": args.include_unknown,
+        "max_in_flight": settings.max_in_flight,
+        "poll_interval_s": settings.poll_interval_s,
+        "job_timeout_s": settings.job_timeout_s,
+        "unknown_grace_s": settings.unknown_grace_s,
+        "max_failure_ratio": settings.max_failure_ratio,
+        "max_credits": settings.max_credits,
+    }
+    extra = {"plan": {**plan.as_dict(), "rows_to_run": _rows_of(plan)}}
+    summary = _run_flow("rerun_failed", params, view=_view(args), as_json=args.json, extra=extra)
     return _exit_status(summary)
+
+
+def _rows_of(plan: Any) -> list[dict[str, Any]]:
+    return [
+        {"row_index": row.row_index, "id": row.id, "error_kind": row.error_kind, "run": row.run} for row in plan.chosen
+    ]
+
+
+def _destination(uri: str) -> Any:
+    from i2v.storage.from_uri import open_destination
+
+    return open_destination(uri, s3_client=make_client(endpoint_from_env()) if is_s3(uri) else None)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from i2v.cli.plans import status_text
+    from i2v.manifest.status import status
+
+    dest = _destination(args.dest)
+    if not is_s3(args.dest) and not Path(args.dest).is_dir():
+        raise ConfigError(f"{args.dest} is not a folder: give a destination (a folder or s3://bucket/prefix)")
+    found = status(dest)
+    print(json.dumps(found.as_dict(), indent=2, default=str) if args.json else status_text(found))
+    return 0
 
 
 def _exit_status(summary: Summary | None) -> int:
@@ -211,7 +270,7 @@ def _demo(args: argparse.Namespace) -> int:
         os.environ["AIMLAPI_API_KEY"] = DEMO_KEY
         print(f"emulator listening on {base_url}")
         params = {
-            "input": args.csv,
+            "input": args.input or args.csv or str(SAMPLE_CSV),
             "dest": args.dest,
             "poll_interval_s": 1.0,
             "job_timeout_s": 300.0,
@@ -222,7 +281,9 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_flow(name: str, params: dict[str, Any], *, view: View, as_json: bool = False) -> Summary | None:
+def _run_flow(
+    name: str, params: dict[str, Any], *, view: View, as_json: bool = False, extra: dict[str, Any] | None = None
+) -> Summary | None:
     """Run one flow in this process; print the totals, the first failures and where the manifest is.
 
     ``view`` says how the run shows its progress as it goes (see :mod:`i2v.cli.progress_view`).
@@ -236,11 +297,18 @@ def _run_flow(name: str, params: dict[str, Any], *, view: View, as_json: bool = 
 
     # Started first: Prefect's server boots while the flow's modules import.
     server = start_local_server()
-    return _run_flow_on(server, name, params, view=view, as_json=as_json, links=lasting_server)
+    return _run_flow_on(server, name, params, view=view, as_json=as_json, links=lasting_server, extra=extra)
 
 
 def _run_flow_on(
-    server: LocalServer, name: str, params: dict[str, Any], *, view: View, as_json: bool = False, links: bool = False
+    server: LocalServer,
+    name: str,
+    params: dict[str, Any],
+    *,
+    view: View,
+    as_json: bool = False,
+    links: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Summary | None:
     from prefect import State
 
@@ -293,7 +361,7 @@ def _run_flow_on(
         summary = replace(summary, fallback=home.uri)
         print(f"i2v: the destination {dest.uri} refused the run's manifest; it is in {home.uri}", file=sys.stderr)
     if as_json:
-        document = {**summary.as_dict(), "run": run, "manifest": home.uri_for(own)}
+        document = {**summary.as_dict(), "run": run, "manifest": home.uri_for(own), **(extra or {})}
         if home is dest:
             document.update(destination_manifest=dest.uri_for(ROOT), report=dest.uri_for("report.html"))
         print(json.dumps(document, indent=2, default=str))
@@ -335,6 +403,9 @@ def _resume_hint(home: Any, key: str) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([_model_dict(spec) for spec in MODELS.values()], indent=2))
+        return 0
     for spec in MODELS.values():
         print(f"{spec.name}  ({spec.summary})")
         for route in spec.routes.values():
@@ -345,6 +416,29 @@ def _models(args: argparse.Namespace) -> int:
                 default = f", default {param.default}" if param.default is not None else ""
                 print(f"    {name}: {param.type}{choices}{default}")
     return 0
+
+
+def _model_dict(spec: Any) -> dict[str, Any]:
+    """A model's routes and parameters as plain data (``i2v models --json``)."""
+    return {
+        "name": spec.name,
+        "summary": spec.summary,
+        "default_route": spec.default_route,
+        "routes": {
+            route.name: {
+                "path": route.path,
+                "params": {
+                    name: {
+                        "type": param.type,
+                        "choices": list(param.choices) if param.choices else None,
+                        "default": param.default,
+                    }
+                    for name, param in route.params.items()
+                },
+            }
+            for route in spec.routes.values()
+        },
+    }
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -405,6 +499,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rerun": _rerun,
     "demo": _demo,
     "models": _models,
+    "status": _status,
     "validate": _validate,
     "estimate": _estimate,
     "emulator": _emulator,

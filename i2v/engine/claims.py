@@ -191,16 +191,54 @@ class RowClaims:
         """Whether ``owner`` wrote a heartbeat within the lease, and its run."""
         if not owner:
             return False, None
-        raw = self.dest.get_bytes(owner_key(owner))
+        return _heartbeat(self.dest, owner, self._clock())
+
+
+def live_claims(dest: Destination, *, now: float | None = None) -> dict[str, str | None]:
+    """Rows claimed by an owner alive now (a heartbeat within :data:`LEASE_S`): row key → the owner's run.
+
+    Read-only, for a look at the destination from outside any run: one listing of
+    ``claims/``, one read per claimed row and one per owner.
+    """
+    at = time.time() if now is None else now
+    highest: dict[str, int] = {}
+    for key in dest.list_sizes(CLAIMS_PREFIX):
+        rest = key[len(CLAIMS_PREFIX) :]
+        if key.startswith(OWNERS_PREFIX) or rest.count("/") != 1:
+            continue
+        row_key = rest.split("/", 1)[0]
+        highest[row_key] = max(highest.get(row_key, 0), _number(key))
+    owners: dict[str, tuple[bool, str | None]] = {}
+    held: dict[str, str | None] = {}
+    for row_key, number in sorted(highest.items()):
+        if number < 1:
+            continue
+        raw = dest.get_bytes(claim_key(row_key, number))
         if raw is None:
-            return False, None
+            continue  # given back meanwhile
         try:
-            data = json.loads(raw)
-            at, run = float(data["at"]), data.get("run")
+            owner = str(json.loads(raw)["owner"])
         except (ValueError, KeyError, TypeError):
-            # Being rewritten right now: an owner that writes is alive.
-            return True, None
-        return self._clock() - at < LEASE_S, str(run) if run is not None else None
+            continue  # written in part: its owner is not known, so not known to be alive
+        if owner not in owners:
+            owners[owner] = _heartbeat(dest, owner, at)
+        alive, run = owners[owner]
+        if alive:
+            held[row_key] = run
+    return held
+
+
+def _heartbeat(dest: Destination, owner: str, now: float) -> tuple[bool, str | None]:
+    """Whether ``owner``'s heartbeat is within the lease at ``now``, and its run."""
+    raw = dest.get_bytes(owner_key(owner))
+    if raw is None:
+        return False, None
+    try:
+        data = json.loads(raw)
+        at, run = float(data["at"]), data.get("run")
+    except (ValueError, KeyError, TypeError):
+        return True, None  # being rewritten right now: an owner that writes is alive
+    return now - at < LEASE_S, str(run) if run is not None else None
 
 
 def claim_folder(row_key: str) -> str:

@@ -26,6 +26,10 @@ from i2v.inputs.sources import Format, Opener, input_format, open_local
 from i2v.limits import Limits
 
 REQUIRED_COLUMNS = ("image_url", "prompt")
+#: A hidden column of the input ``i2v rerun`` writes (:mod:`i2v.inputs.from_manifest`): each
+#: row's ``row_index`` in the manifest it came from, which its outcome keeps. Not a
+#: parameter, and not part of the work a row asks for.
+ROW_INDEX_COLUMN = "_i2v_row_index"
 #: Bytes read from the file at a time: a longer line is read in pieces of this size.
 _PIECE = 1 << 20
 #: Characters no cell may hold: NUL and the other C0/C1 controls except tab, CR and LF,
@@ -47,6 +51,15 @@ class Record:
     extra: int = 0
     #: (field, reason) when the record cannot be a row: too long, not UTF-8, control characters.
     problem: tuple[str | None, str] | None = None
+
+    @property
+    def shown_index(self) -> int:
+        """The row index its outcome carries: the manifest's (:data:`ROW_INDEX_COLUMN`) for a rerun's row, else its own.
+
+        ``index`` stays the record's place in this input, which tells its rows apart.
+        """
+        given = self.cells.get(ROW_INDEX_COLUMN, "").strip()
+        return int(given) if given.isascii() and given.isdigit() else self.index
 
 
 def read_header(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from i2v.errors import InputChanged, InputError
-from i2v.inputs.csv_reader import Reading, Record
+from i2v.inputs.csv_reader import ROW_INDEX_COLUMN, Reading, Record
 from i2v.inputs.safe_names import disambiguated, output_name
 from i2v.inputs.sources import Format, InputVersion, Opener, input_format, input_version, open_local
 from i2v.limits import Limits
@@ -150,7 +150,8 @@ class _IdIndex:
     """
 
     def __init__(self) -> None:
-        self._first: dict[str, tuple[int, bytes]] = {}
+        # id -> (its first row's place, that row's index as shown, a digest of its work)
+        self._first: dict[str, tuple[int, int, bytes]] = {}
         self._names: dict[str, str] = {}
 
     def check(self, record: Record) -> tuple[str | None, str | None]:
@@ -158,11 +159,11 @@ class _IdIndex:
         row_id = record.cells.get("id", "").strip()
         if not row_id:
             return None, None
-        work = {k: v.strip() for k, v in record.cells.items() if k != "id"}
+        work = {k: v.strip() for k, v in record.cells.items() if k not in ("id", ROW_INDEX_COLUMN)}
         digest = hashlib.blake2b(repr(sorted(work.items())).encode(), digest_size=12).digest()
-        first = self._first.setdefault(row_id, (record.index, digest))
-        if first[1] != digest:
-            return f"{row_id!r} is already used by row {first[0]} for different work", None
+        first = self._first.setdefault(row_id, (record.index, record.shown_index, digest))
+        if first[2] != digest:
+            return f"{row_id!r} is already used by row {first[1]} for different work", None
         if first[0] != record.index:
             return None, None  # the same id for the same work: a duplicate row, named alike
         name = output_name(row_id)

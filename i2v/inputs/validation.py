@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from i2v.api.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
 from i2v.errors import InputError
 from i2v.inputs import csv_reader, shards
-from i2v.inputs.csv_reader import REQUIRED_COLUMNS
+from i2v.inputs.csv_reader import REQUIRED_COLUMNS, ROW_INDEX_COLUMN
 from i2v.inputs.row import (
     DATA_URI,
     InvalidRow,
@@ -40,7 +40,7 @@ from i2v.inputs.safe_names import output_name
 from i2v.inputs.sources import Opener, is_s3, open_local
 from i2v.limits import MAX_ID_CHARS, Limits, megabytes
 
-RESERVED_COLUMNS = ("id", "model", "api_path", *REQUIRED_COLUMNS)
+RESERVED_COLUMNS = ("id", "model", "api_path", *REQUIRED_COLUMNS, ROW_INDEX_COLUMN)
 #: Where a copy of each local or inline image is kept in the destination, by content.
 INPUTS_PREFIX = "inputs/"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
@@ -119,9 +119,11 @@ def read_shard(
             conflict = shard.id_conflicts.get(record.index)
             if conflict:
                 raise _Problem("id", conflict)
-            row = validator.validate(record.index, record.line, record.cells, name=shard.names.get(record.index))
+            name = shard.names.get(record.index)
+            row = validator.validate(record.shown_index, record.line, record.cells, name=name)
         except _Problem as problem:
-            bad = InvalidRow(record.index, record.line, problem.field, problem.reason, _shown_cells(record.cells))
+            cells = _shown_cells(record.cells)
+            bad = InvalidRow(record.shown_index, record.line, problem.field, problem.reason, cells)
             result.invalid.append(bad)
             continue
         result.rows.append(row)
