@@ -179,8 +179,8 @@ async def test_known_long_jobs_are_polled_near_their_end_from_the_first_one(tmp_
     assert [outcome.status for outcome in seeded] == ["completed"] * 8
     assert [outcome.status for outcome in beat] == ["completed"] * 8
     assert seeded_stats["metrics_requests"] == 1, "asked once for the model, not once per row"
-    # On the beat every job is polled 8 or 9 times (2 s ± 0.2 s every 0.25 s).
-    assert beat_stats["fetches"] >= 8 * 8
+    # On the beat a job of 1.8 s to 2.2 s is polled every 0.25 s: seven times or more.
+    assert beat_stats["fetches"] >= 7 * 8
     assert seeded_stats["fetches"] <= beat_stats["fetches"] / 2
     assert sum(outcome.polls for outcome in seeded) == seeded_stats["fetches"]
 
