@@ -1,6 +1,6 @@
 """Makespan: how close the pipeline gets to what the provider's slots allow, against two baselines.
 
-    python -m bench.makespan [--scenario S1|S2|S3|all] [--quick] [-- PIPELINE FLAGS...]
+    python -m bench.makespan [--scenario S1|S2|S3|S4|all] [--quick] [-- PIPELINE FLAGS...]
 
 The emulator gets C slots (``--max-concurrent C --max-pending C``: creates beyond C answer 429 with
 ``Retry-After``) and T seconds per job. Three sides run the same CSV, each against a fresh emulator
@@ -78,6 +78,7 @@ SCENARIOS = {
         Scenario("S1", 1000, 50, 3.0, 0.0, 0.333, 50, 100, "in flight = slots, fixed job time"),
         Scenario("S2", 1000, 50, 3.0, 0.3, 0.333, 100, 100, "twice the slots in flight (429s), jittered job time"),
         Scenario("S3", 3000, 100, 1.0, 0.0, 0.2, 100, 200, "short jobs, many slots: orchestration overhead shows"),
+        Scenario("S4", 150, 50, 90.0, 0.3, 10.0, 50, 50, "minute-long jittered jobs at the default poll interval"),
     )
 }
 
@@ -89,7 +90,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog="Flags after -- go to 'i2v run' (e.g. -- --rows-per-shard 200).",
     )
     parser.add_argument("--scenario", default="all", choices=[*SCENARIOS, "all"], help="default: all")
-    parser.add_argument("--quick", action="store_true", help="smoke run: N shrunk (S1/S2: 100, S3: 200), 5-row seed")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: N shrunk (S1/S2: 100, S3: 200, S4: 50), 5-row seed"
+    )
     parser.add_argument("--rows", type=int, help="override N for every scenario")
     parser.add_argument(
         "--sides", default=",".join(SIDES), help=f"comma-separated subset of {','.join(SIDES)} (default: all)"

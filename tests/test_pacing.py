@@ -51,15 +51,15 @@ def test_jobs_of_one_length_are_caught_within_a_step_in_two_or_three_polls() -> 
     assert pacer.expected("c") == pytest.approx(3.0, abs=0.05)
 
 
-def test_spread_out_jobs_are_caught_soon_with_a_bounded_number_of_polls() -> None:
-    """Jobs of 3 s ± 30 % are seen done about a tenth of the spread after they finish, in about ten polls at most."""
+def test_spread_out_jobs_are_caught_sooner_than_on_the_beat_in_about_four_polls() -> None:
+    """Jobs of 3 s ± 30 % polled every 1/3 s are seen done sooner than on that beat would, in about four polls."""
     rng = random.Random(7)
     pacer = PollPacer(1 / 3, rng=random.Random(1))
     results = [_run_job(pacer, 3.0 * (1 + 0.3 * (2 * rng.random() - 1))) for _ in range(600)][100:]
     delays = [delay for _, delay in results]
-    assert sum(delays) / len(delays) < 0.15
-    assert max(polls for polls, _ in results) <= 13
-    assert sum(polls for polls, _ in results) / len(results) <= 7
+    assert sum(delays) / len(delays) < pacer.poll_interval_s / 2
+    assert max(polls for polls, _ in results) <= 10
+    assert sum(polls for polls, _ in results) / len(results) <= 4.2
 
 
 def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
@@ -69,7 +69,7 @@ def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
         _run_job(pacer, 10.0)
     walk = [_run_job(pacer, 4.0) for _ in range(60)]
     assert walk[0][1] > 5, "the first fast job is seen late"
-    assert all(delay < 0.2 for _, delay in walk[-20:])
+    assert all(delay < 0.5 and polls <= 3 for polls, delay in walk[-20:])
 
 
 def _settled(pacer: PollPacer) -> float:

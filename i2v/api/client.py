@@ -18,14 +18,14 @@ import asyncio
 import email.utils
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from i2v.api import usage_logs
+from i2v.api import metrics, usage_logs
 from i2v.api.downloads import DownloadRules
 from i2v.api.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.api.settings import ApiSettings, Secret
@@ -101,6 +101,8 @@ class Generation:
 #: cost per request grows with the square of the pool. Requests beyond the pool wait in
 #: :class:`VideoApi`'s gate, where waiting is free.
 API_CONNECTIONS = 8
+#: ``GET /models/metrics`` only speeds up polling: it never holds a run back for long.
+METRICS_TIMEOUT_S = 5.0
 
 
 def make_http_client(
@@ -213,6 +215,24 @@ class VideoApi:
             answer = await self._send("GET", usage_logs.LOGS_PATH, first=False, params=params)
             return usage_logs.parse_page(answer.data)
 
+    async def model_durations(
+        self, models: Iterable[str], *, timeout_s: float = METRICS_TIMEOUT_S
+    ) -> dict[str, metrics.Durations]:
+        """How long ``models``' requests take now (``GET /models/metrics``), by model; absent: no data.
+
+        The endpoint needs no key, so none is sent.
+        """
+        with self._without_key():
+            answer = await self._send(
+                "GET",
+                metrics.METRICS_PATH,
+                first=False,
+                keyed=False,
+                params=metrics.query(models),
+                timeout=timeout_s,
+            )
+            return metrics.parse(answer.data)
+
     @contextmanager
     def _without_key(self) -> Iterator[None]:
         """Errors quote the server's words, and a server may quote the key it was sent: mask it."""
@@ -225,13 +245,17 @@ class VideoApi:
                 exc.args = (exc.message,)
             raise
 
-    async def _send(self, method: str, path: str, *, first: bool, **kwargs: Any) -> _Answer:
-        """The answer's JSON and headers, and how long the request waited in the gate before it was sent."""
+    async def _send(self, method: str, path: str, *, first: bool, keyed: bool = True, **kwargs: Any) -> _Answer:
+        """The answer's JSON and headers, and how long the request waited in the gate before it was sent.
+
+        ``keyed=False``: the request carries no key (for endpoints that need none).
+        """
         queued_at = time.monotonic()
+        chosen = self._auth if keyed else None
         try:
             async with self._gate.slot(first=first):
                 queued_s = time.monotonic() - queued_at
-                response = await self._http.request(method, path, auth=self._auth, **kwargs)
+                response = await self._http.request(method, path, auth=chosen, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransportError(f"{method} {path}: could not connect ({type(exc).__name__})", sent=False) from exc
         except httpx.TransportError as exc:

@@ -66,7 +66,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from i2v.api.models import LEGACY_PATH, UNIVERSAL_PATH
+from i2v.api.models import LEGACY_PATH, MODELS, UNIVERSAL_PATH
 from i2v.api.models import Route as ModelRoute
 from i2v.emulator import chance
 from i2v.emulator.config import TIMEOUT_SECONDS, EmulatorConfig, Fault, FaultTarget
@@ -83,6 +83,8 @@ from i2v.emulator.error_bodies import (
 from i2v.emulator.faults import FaultQueue, QueuedFault
 from i2v.emulator.jobs import Job, JobFailure, RenderSpec, Scheduler, warm_up
 from i2v.emulator.limits import SlidingWindow, TokenBucket
+from i2v.emulator.metrics import METRICS_PATH, MetricsQueryProblem, ServedModel, parse_aliases
+from i2v.emulator.metrics import answer as metrics_answer
 from i2v.emulator.mishaps import CutAnswer, Mishap, Unsent, hold
 from i2v.emulator.pricing import price
 from i2v.emulator.stats import Stats
@@ -128,6 +130,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
             Route(UNIVERSAL_PATH, emulator.generations, methods=["GET", "POST"]),
             Route(LEGACY_PATH, emulator.generations, methods=["GET", "POST"]),
             Route(LOGS_PATH, emulator.logs, methods=["GET"]),
+            Route(METRICS_PATH, emulator.metrics, methods=["GET"]),
             Route(FILES_PREFIX + "{name}", emulator.download, methods=["GET"]),
             Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),
             Route("/_emulator/faults", emulator.add_faults, methods=["POST"]),
@@ -370,6 +373,28 @@ class Emulator:
         # Jobs that have completed by now are charged by now.
         self.scheduler.advance()
         return JSONResponse(self.usage_log.page(query, time.monotonic()))
+
+    async def metrics(self, request: Request) -> Response:
+        """``GET /models/metrics``: no key; generation-time percentiles per model (see :mod:`i2v.emulator.metrics`)."""
+        self.stats.metrics_requests += 1
+        try:
+            wanted = parse_aliases(request.query_params.multi_items())
+        except MetricsQueryProblem as exc:
+            return api_error(400, f"{QUERY_INVALID} {exc}", request.url.path)
+        config = self.config
+        served = (
+            ServedModel(
+                id=spec.api_id,
+                aliases=tuple(alias for alias in spec.aliases if alias != spec.api_id),
+                endpoint=spec.route().path,
+                generation_seconds=config.generation_seconds,
+                generation_jitter=config.generation_jitter,
+            )
+            for spec in MODELS.values()
+        )
+        # Only successful requests are measured: a service where every job fails has no figures.
+        succeeds = config.job_error_rate + config.terminal_status_rate < 1
+        return JSONResponse(metrics_answer(served, wanted, succeeds=succeeds))
 
     # --- emulator endpoints -------------------------------------------------------------
 

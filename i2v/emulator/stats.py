@@ -36,6 +36,8 @@ class Stats:
     downloads: int = 0
     #: Requests to ``GET /v2/logs``, whatever they were answered.
     logs_requests: int = 0
+    #: Requests to ``GET /models/metrics``, whatever they were answered.
+    metrics_requests: int = 0
     #: Downloads answered with the whole file.
     downloads_served: int = 0
     bytes_served: int = 0
@@ -79,6 +81,7 @@ class Stats:
             "fetches": self.fetches,
             "downloads": self.downloads,
             "logs_requests": self.logs_requests,
+            "metrics_requests": self.metrics_requests,
             "downloads_served": self.downloads_served,
             "bytes_served": self.bytes_served,
             "lost_responses": self.lost_responses,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 from i2v.api.client import Generation, VideoApi
+from i2v.api.metrics import Durations
 from i2v.api.models import get_model
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.journal import Journal, Submission
@@ -63,6 +64,25 @@ class Finished:
 def job_class(row: Row) -> Hashable:
     """Jobs expected to take about as long as each other: same model, length and size."""
     return (row.model, row.params.get("duration"), str(row.params.get("resolution", "")).lower())
+
+
+async def typical_durations(api: VideoApi, model: str) -> Durations | None:
+    """What the provider says ``model``'s jobs take now (``GET /models/metrics``); None if it says nothing.
+
+    Only a head start for the poll schedule: any failure (unreachable, refused, a strange
+    answer) is logged at debug level and the run paces itself from its own jobs instead.
+    """
+    try:
+        spec = get_model(model)
+        found = await api.model_durations([spec.api_id])
+    except Exception as exc:  # noqa: BLE001 - the figures are optional; the run goes on without them
+        log.debug("no model metrics for %s (%s); polls are paced from the run's own jobs", model, exc)
+        return None
+    for name in (spec.api_id, *spec.aliases):
+        if name in found:
+            return found[name]
+    log.debug("the provider reports no recent jobs of %s; polls are paced from the run's own jobs", spec.api_id)
+    return None
 
 
 async def submit(

@@ -1,20 +1,29 @@
-"""When to poll a job: near its expected finish, learned from the run's finished jobs.
+"""When to poll a job: near its expected finish, from the provider's figures, then from the run's own jobs.
 
 Polling on a fixed beat wastes requests early and reacts late: a slot whose job has
 finished stays idle until the next poll notices. :class:`PollPacer` keeps, per *job
 class* (model, duration, resolution), a window of how long recent jobs took, and polls
-each job on a *ladder*: the first rung just before the shortest tenth of recent jobs
-finished, then one rung per further tenth. Where most jobs finish, rungs are close
-together; a class whose jobs all take the same time gets one rung, just before that
-time. A job still running past the top rung (slower than any recent one) is polled at a
-short interval with jitter, each wait a little longer than the last, up to the run's
-poll interval.
+each job on a *ladder*: the first rung just before the fastest tenth of recent jobs
+finished, the others spread evenly over the remaining finishes up to the slowest, about
+one poll interval apart (ten rungs at most). A job is then seen done about half a poll
+interval after it finished, on average, as on the fixed beat, but it is not polled
+before the first jobs of its kind finish: minute-long jobs that vary by a few tens of
+seconds take three or four polls instead of nine. A class whose jobs all take the same
+time gets one or two rungs, just before and at that time. A job still running past the
+top rung (slower than any recent one) is polled at a short interval with jitter, each
+wait a little longer than the last, up to the run's poll interval.
 
-Until a class has finished jobs to learn from, its jobs are polled every
-``poll_interval_s``. Those first jobs are known to have finished only within a poll
-interval, so they seed the ladder and make way for the jobs polled on it as soon as
-:data:`SEEDS_GIVE_WAY` of those have finished: otherwise, with a short run or many
-classes, the coarse first guesses would set the first rung for much of the run.
+Before a class has finished jobs of its own, :meth:`PollPacer.expect` gives it what the
+provider says its model takes (``GET /models/metrics``: p50 to p99 of recent requests).
+Those figures stand for :data:`PRIOR_WEIGHT` jobs and give way one by one to the class's
+own finished jobs: the first jobs to finish are the fastest of their wave, and a ladder
+drawn from them alone would be too early and too narrow for the rest.
+
+A class with neither is polled every ``poll_interval_s`` at first. Those first jobs are
+known to have finished only within a poll interval, so they seed the ladder and make way
+for the jobs polled on it as soon as :data:`SEEDS_GIVE_WAY` of those have finished:
+otherwise, with a short run or many classes, the coarse first guesses would set the
+first rung for much of the run.
 
 How long a job took is only known within the gap between two polls: the last one that
 saw it running and the one that saw it done. The midpoint of that gap is the estimate.
@@ -38,15 +47,23 @@ so a finished job frees its slot sooner.
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 #: Jobs remembered per class; old ones fall out, so a provider that slows down is followed.
 WINDOW = 64
-#: Rungs of the ladder: one per this share of recent jobs.
+#: The first rung: just before this share of recent jobs finished; also the most rungs a ladder has (1 / share).
 RUNG_SHARE = 0.1
+#: Rungs above the first split the rest of the finishes into at least this many steps, as
+#: long as each step is longer than ``min_interval_s`` and shorter than the poll interval.
+MIN_STEPS = 4
+#: No two rungs further apart than this many poll intervals.
+MAX_GAP = 1.25
+#: Jobs the provider's figures for a class stand for, until the class's own jobs replace them.
+PRIOR_WEIGHT = 16
 #: Polls past the ladder start at this share of the typical duration (before clamping)...
 FOLLOW_UP_SHARE = 0.015
 #: ...and each waits this much longer than the one before.
@@ -73,10 +90,16 @@ class _ClassTiming:
     follow_up_s: float = 0.0
     #: The last job of the class to finish was already done at its first poll.
     done_at_first_poll: bool = False
+    #: Durations drawn evenly from what the provider says the model takes, ascending.
+    prior: list[float] = field(default_factory=list)
 
     def ordered(self) -> list[float]:
-        """Every estimate the class holds, seeds included, ascending."""
-        return sorted([*self.seeds, *self.estimates])
+        """Every estimate the class holds, seeds and what is left of the prior included, ascending."""
+        learned = [*self.seeds, *self.estimates]
+        kept = PRIOR_WEIGHT - len(learned)
+        if kept > 0 and self.prior:
+            learned.extend(_thin(self.prior, kept))
+        return sorted(learned)
 
 
 @dataclass
@@ -112,6 +135,19 @@ class PollPacer:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._classes: dict[Hashable, _ClassTiming] = {}
         self._pressure = pressure
+
+    def expect(self, job_class: Hashable, quantiles: Mapping[float, float]) -> None:
+        """What jobs of ``job_class`` take, by quantile (``{0.5: 92.0, 0.9: 130.0, ...}``, seconds).
+
+        Used until the class's own jobs replace it; ignored once the class has a schedule.
+        """
+        if job_class in self._classes:
+            return
+        prior = _prior(quantiles)
+        if not prior:
+            return
+        timing = self._classes[job_class] = _ClassTiming(prior=prior)
+        self._rebuild(timing)
 
     def start(self, job_class: Hashable) -> JobPolls:
         """A new job of ``job_class``: its poll record."""
@@ -178,15 +214,72 @@ class PollPacer:
 
     def _rebuild(self, timing: _ClassTiming) -> None:
         ordered = timing.ordered()
-        typical = ordered[len(ordered) // 2]
+        count = len(ordered)
+        typical = ordered[count // 2]
         timing.follow_up_s = min(self.poll_interval_s, max(self.min_interval_s, FOLLOW_UP_SHARE * typical))
-        rungs = max(1, round(1 / RUNG_SHARE))
-        ladder: list[float] = []
-        for k in range(1, rungs + 1):
-            at = ordered[min(len(ordered) - 1, max(0, round(k * RUNG_SHARE * len(ordered)) - 1))]
-            if k == 1:
-                # Just before the first finishes: it is then seen running, and a rung later done.
-                at = max(0.0, at - self.min_interval_s / 2)
-            if not ladder or at - ladder[-1] >= self.min_interval_s:
-                ladder.append(at)
+
+        def at(share: float) -> float:
+            return ordered[min(count - 1, max(0, round(share * count) - 1))]
+
+        # Just before the first finishes: it is then seen running, and a rung later done.
+        first = max(0.0, at(RUNG_SHARE) - self.min_interval_s / 2)
+        spread = ordered[-1] - first
+        # At most a poll interval apart: seen done as soon as on the fixed beat, on average,
+        # in as few polls as that allows. Finishes spread over less than a few intervals get
+        # closer rungs: a few polls either way, each one cheap next to a slot left idle.
+        gap = max(self.min_interval_s, min(self.poll_interval_s, spread / MIN_STEPS))
+        steps = min(max(1, round(spread / gap)), max(1, round(1 / RUNG_SHARE) - 1))
+        ladder = [first]
+        for k in range(1, steps + 1):
+            rung = at(RUNG_SHARE + k * (1 - RUNG_SHARE) / steps)
+            # Where few jobs finish, rungs at shares of them would stand far apart: none
+            # much more than a poll interval apart, so a job there is not seen late.
+            holes = math.ceil((rung - ladder[-1]) / (MAX_GAP * self.poll_interval_s)) - 1
+            for h in range(1, holes + 1):
+                ladder.append(ladder[-1] + (rung - ladder[-1]) / (holes + 2 - h))
+            if rung - ladder[-1] >= self.min_interval_s:
+                ladder.append(rung)
         timing.ladder = ladder
+
+
+def _prior(quantiles: Mapping[float, float]) -> list[float]:
+    """:data:`PRIOR_WEIGHT` durations spread as ``quantiles`` say, ascending; empty if they say nothing usable.
+
+    The provider reports the median and the slow tail (p75 to p99); below the median the
+    spread is taken to mirror the one above it, which puts the first rung early rather
+    than late when the real fast side is tighter.
+    """
+    known = {q: t for q, t in quantiles.items() if 0 < q < 1 and math.isfinite(t) and t > 0}
+    if 0.5 not in known:
+        return []
+    median = known[0.5]
+    points = dict(known)
+    for q, t in known.items():
+        if q > 0.5 and 1 - q not in known:
+            points[1 - q] = max(median * 0.1, 2 * median - t)
+    ordered = sorted(points.items())
+    # Percentiles never fall as they rise.
+    for i in range(1, len(ordered)):
+        if ordered[i][1] < ordered[i - 1][1]:
+            ordered[i] = (ordered[i][0], ordered[i - 1][1])
+    shares = [q for q, _ in ordered]
+    times = [t for _, t in ordered]
+    drawn = []
+    for i in range(PRIOR_WEIGHT):
+        share = (i + 0.5) / PRIOR_WEIGHT
+        j = bisect.bisect_left(shares, share)
+        if j == 0:
+            drawn.append(times[0])
+        elif j == len(shares):
+            drawn.append(times[-1])
+        else:
+            low, high = shares[j - 1], shares[j]
+            drawn.append(times[j - 1] + (times[j] - times[j - 1]) * (share - low) / (high - low))
+    return drawn
+
+
+def _thin(ordered: list[float], keep: int) -> list[float]:
+    """``keep`` values spread evenly over ``ordered`` (ascending), so what is left keeps its shape."""
+    if keep >= len(ordered):
+        return list(ordered)
+    return [ordered[int((i + 0.5) * len(ordered) / keep)] for i in range(keep)]

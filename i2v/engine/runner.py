@@ -33,6 +33,7 @@ import httpx
 from i2v import outcomes
 from i2v.api import prices
 from i2v.api.client import VideoApi
+from i2v.api.metrics import Durations
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.claims import HEARTBEAT_S, LEASE_S, RowClaims
@@ -133,6 +134,8 @@ class Engine:
             presign=self.presign,
         )
         self._heartbeat = self._loop.create_task(self._beat_forever())
+        # What the provider says each model takes, asked once per model and shared by its rows.
+        self._typical: dict[str, asyncio.Task[Durations | None]] = {}
 
     async def run_batch(
         self, rows: Sequence[Row], *, flow_run_id: str | None = None, final: bool = True
@@ -198,6 +201,8 @@ class Engine:
         self._heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._heartbeat
+        for asked in self._typical.values():
+            asked.cancel()
         await self.offload(self.claims.retire)
         await self.api.aclose()
         await self.downloads.aclose()
@@ -263,6 +268,12 @@ class Engine:
         self._count(result)
         return result
 
+    def _typical_of(self, model: str) -> asyncio.Task[Durations | None]:
+        asked = self._typical.get(model)
+        if asked is None:
+            asked = self._typical[model] = self._loop.create_task(jobs.typical_durations(self.api, model))
+        return asked
+
     def _count(self, result: RowResult) -> None:
         if not result.unfinished and not result.reused:
             self.progress.add(result.outcome)
@@ -272,11 +283,16 @@ class Engine:
         estimate = 0.0
         claimed = False
         try:
+            # Asked while the row is sent: the answer is there by the first poll.
+            typical = self._typical_of(row.model)
             started = await self._claim_and_start(row, origin)
             if isinstance(started, RowResult):
                 return started
             claimed = True
             submission, estimate = started
+            durations = await asyncio.shield(typical)
+            if durations is not None:
+                self.pacer.expect(jobs.job_class(row), durations.quantiles())
             known.update(
                 generation_id=submission.generation_id,
                 submit_attempts=submission.attempts,
