@@ -10,7 +10,7 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint typecheck unit chromium strace bench deploy worker audit clean
+.PHONY: models demo test lint typecheck unit chromium strace bench deploy worker audit clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
@@ -103,3 +103,12 @@ $(UV):
 
 clean:
 	rm -rf .venv $(TOOLS) out .pytest_cache .mypy_cache .ruff_cache
+
+# The model catalogue (i2v/api/catalogue/models.json), regenerated from a snapshot of the
+# vendor's documentation (its api-references folder) plus the legacy endpoint's schema.
+# Review the diff before committing; tests/test_models.py fails while the two disagree.
+VENDOR ?= ../shared/aimlapi/vendor-docs/api-references
+VENDOR_LEGACY ?= ../shared/aimlapi/wan2.5-i2v-preview.legacy-endpoint.json
+
+models: .venv/.synced
+	$(RUN) python -m i2v.api.catalogue.build $(VENDOR) $(foreach f,$(VENDOR_LEGACY),--also $(f))

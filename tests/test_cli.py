@@ -15,6 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from i2v.api.models import MODELS
 from i2v.cli.main import REPO_ROOT, main
 from i2v.demo import SAMPLE_CSV
 from i2v.media.probe import probe
@@ -45,12 +46,37 @@ def test_bad_csv_is_one_line(
 
 
 def test_models_lists_every_model_and_route(capsys: pytest.CaptureFixture[str]) -> None:
-    """`i2v models` shows each model, its paths and parameter choices."""
+    """`i2v models` shows every catalogued model, its paths, parameter choices, price, and why some are unsupported."""
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "alibaba/wan2.6-i2v" in out
+    assert (
+        "alibaba/wan-2-6-i2v  Wan 2.6 Image-to-Video  [also: alibaba/wan2.6-i2v]" in out or "alibaba/wan2.6-i2v" in out
+    )
     assert "POST /v2/generate/video/alibaba/generation" in out
     assert "duration: integer one of 5, 10, 15, default 10" in out
+    assert "bytedance/omnihuman" in out
+    assert "unsupported: needs audio_url (an audio track)" in out
+    assert f"{len(MODELS)} models, {sum(s.supported for s in MODELS.values())} supported" in out
+    assert "defaults cost about" in out
+
+
+def test_models_json_and_one_model(capsys: pytest.CaptureFixture[str]) -> None:
+    """`i2v models --json` lists every model for scripts; `i2v models NAME` shows one by any of its names."""
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {entry["id"] for entry in listed} == set(MODELS)
+    wan25 = next(entry for entry in listed if entry["id"] == "alibaba/wan2.5-i2v-preview")
+    assert wan25["default"]
+    assert wan25["supported"]
+    assert wan25["routes"][0]["fields"]["resolution"] == {
+        "kind": "string",
+        "choices": ["480p", "720p", "1080p"],
+        "default": "1080p",
+    }
+    assert main(["models", "alibaba/wan2.6-i2v"]) == 0
+    one = capsys.readouterr().out
+    assert one.startswith("alibaba/wan-2-6-i2v")
+    assert "models," not in one
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

@@ -318,11 +318,24 @@ def test_legacy_route_accepts_numeric_strings_the_universal_one_refuses(emu: Emu
     assert emu.post(_body(duration="5")).status_code == 400
 
 
-def test_minimal_body_is_valid_on_every_registered_route() -> None:
-    """Model, prompt and image are enough everywhere the registry serves a model."""
+def test_minimal_body_is_valid_on_every_catalogued_route() -> None:
+    """Model, prompt, image and the required fields are enough everywhere the catalogue serves a model."""
     for spec in MODELS.values():
         for route in spec.routes.values():
-            body = {"model": spec.api_id, "prompt": "a cat", "image_url": "https://ex.com/c.png"}
+            if not spec.supported:
+                continue
+            image = "https://ex.com/c.png"
+            body: dict[str, object] = {
+                "model": spec.api_id,
+                route.image_field: [image] if route.image_is_list else image,
+            }
+            if route.takes_prompt:
+                body["prompt"] = "a cat"
+            for name, param in route.params.items():
+                if param.required:
+                    body[name] = (
+                        image if param.type == "image" else param.choices[0] if param.choices else param.default
+                    )
             assert validate_create(route.path, body) == [], (spec.name, route.name)
 
 

@@ -128,7 +128,7 @@ def test_sample_validates_with_its_two_invalid_rows(capsys: pytest.CaptureFixtur
     lines = out.splitlines()
     assert lines[0].split() == ["row", "line", "id", "field", "problem"]
     assert lines[1].split()[:4] == ["8", "10", "bad-duration", "duration"]
-    assert lines[1].endswith("must be one of 5, 10, got 12")
+    assert lines[1].endswith("must be one of 5, 10, got 12 (alibaba/wan2.5-i2v-preview)")
     assert lines[2].split()[:4] == ["9", "11", "missing-image", "image_url"]
     assert "'images/no-such-picture.png' not found" in lines[2]
     assert "images: 8 local or inline opened" in out
@@ -314,7 +314,7 @@ def test_estimate_totals_follow_the_price_table(tmp_path: Path, capsys: pytest.C
     assert document["credits"] == 2 * small.credits + large.credits + plus.credits
     assert document["usd"] == pytest.approx(2 * small.usd + large.usd + plus.usd)
     assert [(p["id"], p["field"]) for p in document["not_counted"]] == [("r5", "duration")]
-    table = {"file": "i2v/api/prices.py", "taken": prices.PRICES_TAKEN, "source": prices.PRICES_SOURCE}
+    table = {"file": "i2v/api/catalogue/prices.json", "taken": prices.PRICES_TAKEN, "source": prices.PRICES_SOURCE}
     assert document["prices"] == table
 
 
@@ -338,7 +338,7 @@ def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.Capt
     ]
     assert table[2].split()[:2] == ["total", "2"]
     assert f"{path}: 2 rows, 2 jobs" in out
-    assert f"prices: i2v/api/prices.py, taken {prices.PRICES_TAKEN}" in out
+    assert f"prices: i2v/api/catalogue/prices.json, taken {prices.PRICES_TAKEN}" in out
 
 
 def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
@@ -350,7 +350,7 @@ def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert {line.split()[0] for line in out.splitlines()[1:6]} == {
         "alibaba/wan2.2-i2v-plus",
         "alibaba/wan2.5-i2v-preview",
-        "alibaba/wan2.6-i2v",
+        "alibaba/wan-2-6-i2v",
     }
 
 

@@ -1,34 +1,64 @@
-"""The model registry: which models exist, where their endpoints live, what they accept.
+"""The model catalogue: which image-to-video models exist, where their endpoints live, what they accept.
 
-Each model is served on one or more *routes*: the current universal path
-(``/v2/video/generations``) and, for older models, the legacy vendor path
-(``/v2/generate/video/alibaba/generation``). A route has its own request schema: the
-same model spells prompt expansion ``enhance_prompt`` on one and
-``enable_prompt_expansion`` on the other, and only the universal schema has
-``aspect_ratio``.
+The catalogue is generated from the vendor's own per-model OpenAPI files by
+:mod:`i2v.api.catalogue.build` (``make models``) and ships as ``catalogue/models.json``;
+``tests/test_models.py`` regenerates it from the vendor's files, so drift shows up as a
+failing test. Nothing about a model is written here by hand.
 
-The registry is written here, in the project's own words; ``tests/test_models.py``
-compares it with the vendor's OpenAPI files so that drift shows up as a failing test.
+Each model is served on one or more *routes*: the universal path
+(``/v2/video/generations``) and, for some, a legacy vendor path
+(``/v2/generate/video/<vendor>/generation``). A route has its own request schema: field
+names, kinds, enums, ranges and defaults differ from model to model (``enhance_prompt`` /
+``enable_prompt_expansion``, ``480p`` / ``480P``, durations sent as numbers or as
+strings), and the row validator and the emulator both read them from here.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, cast
 
 UNIVERSAL_PATH = "/v2/video/generations"
 LEGACY_PATH = "/v2/generate/video/alibaba/generation"
 
 RouteName = Literal["universal", "legacy"]
-ROUTE_PATHS: Mapping[RouteName, str] = {"universal": UNIVERSAL_PATH, "legacy": LEGACY_PATH}
 
-ParamType = Literal["string", "integer", "boolean", "uri"]
+#: What a field holds. ``image`` and ``image_list`` take what a row's ``image_url`` takes;
+#: the kinds in :data:`UNOFFERED_KINDS` cannot come from a row.
+ParamType = Literal[
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "uri",
+    "image",
+    "image_list",
+    "video",
+    "audio",
+    "mask",
+    "media_list",
+    "list",
+    "object",
+]
+IMAGE_KINDS = frozenset({"image", "image_list"})
+UNOFFERED_KINDS: Mapping[str, str] = {
+    "video": "a video",
+    "audio": "an audio track",
+    "mask": "a mask",
+    "media_list": "videos or audio tracks",
+    "list": "a list",
+    "object": "structured input",
+}
 
 #: Statuses after which a job is still running. The vendor's schema lists ``queued`` and
 #: ``generating``; its own sample client also waits on ``waiting`` and ``active``, and its
-#: Python SDK on ``processing``.
-RUNNING_STATUSES = frozenset({"queued", "generating", "waiting", "active", "processing"})
+#: Python SDK on ``processing``; the legacy runway schema answers ``dreaming``.
+RUNNING_STATUSES = frozenset({"queued", "generating", "waiting", "active", "processing", "dreaming"})
 COMPLETED_STATUS = "completed"
 ERROR_STATUS = "error"
 #: Statuses that clearly end a job without a video: ``error`` is the documented one; the
@@ -39,15 +69,29 @@ FAILED_STATUSES = frozenset({ERROR_STATUS, "failed", "cancelled", "canceled", "e
 #: The user-facing name of prompt expansion; routes may spell it differently.
 EXPANSION_ALIASES = ("enhance_prompt", "enable_prompt_expansion")
 
+DEFAULT_MODEL = "alibaba/wan2.5-i2v-preview"
+
 
 @dataclass(frozen=True)
 class Param:
-    """One optional request field of a route."""
+    """One request field of a route (besides ``model``, ``prompt`` and the main image)."""
 
     type: ParamType
-    choices: tuple[str | int, ...] | None = None
-    default: str | int | bool | None = None
+    choices: tuple[str | int | float, ...] | None = None
+    default: str | int | float | bool | None = None
     description: str = ""
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    max_items: int | None = None
+    #: The schema wants a number spelt as a string (``"duration": "5"``).
+    numeric_strings: bool = False
+
+    @property
+    def offered(self) -> bool:
+        """Whether a row can give this field (videos, audio, masks and structures it cannot)."""
+        return self.type not in UNOFFERED_KINDS
 
 
 @dataclass(frozen=True)
@@ -56,25 +100,35 @@ class Route:
 
     name: RouteName
     params: Mapping[str, Param]
+    path: str = UNIVERSAL_PATH
     prompt_min: int = 1
-    prompt_max: int = 800
+    #: None: the vendor publishes no limit.
+    prompt_max: int | None = 800
     requires_image: bool = True
+    #: The field a row's ``image_url`` fills (``image_url`` for most models).
+    image_field: str = "image_url"
+    #: The main image field takes a list (``image_urls``, ``image_list``): the image goes as one.
+    image_is_list: bool = False
+    #: Whether the schema has a prompt at all (effect models take none), and must have one.
+    takes_prompt: bool = True
+    requires_prompt: bool = True
     #: Legacy endpoints convert numeric strings (the vendor's own sample sends
     #: ``"duration": "5"``); the universal schema is strict.
     coerces_numbers: bool = False
 
     @property
-    def path(self) -> str:
-        return ROUTE_PATHS[self.name]
-
-    @property
     def expansion_field(self) -> str | None:
         return next((name for name in EXPANSION_ALIASES if name in self.params), None)
+
+    @property
+    def image_params(self) -> list[str]:
+        """Image fields besides the main one (``last_image_url``, ``reference_image_urls``, ...)."""
+        return [name for name, param in self.params.items() if param.type in IMAGE_KINDS]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model users can ask for by ``name``; ``api_id`` is what the API expects."""
+    """A model users can ask for by ``name`` or an alias; ``api_id`` is what the API expects."""
 
     name: str
     api_id: str
@@ -83,6 +137,12 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     summary: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: Why the pipeline cannot run this model (None when it can).
+    unsupported: str | None = None
+
+    @property
+    def supported(self) -> bool:
+        return self.unsupported is None
 
     def route(self, name: RouteName | None = None) -> Route:
         chosen = name or self.default_route
@@ -93,116 +153,76 @@ class ModelSpec:
             raise KeyError(f"{self.name} is not served on the {chosen} path (only: {offered})") from None
 
 
-_RESOLUTION = "An enumeration where the short side of the video frame determines the resolution."
-_NEGATIVE = Param("string", description="Elements to avoid in the video.")
-_SEED = Param("integer", description="Same seed and inputs give similar results.")
-_EXPAND = Param("boolean", default=True, description="Whether to enable prompt expansion.")
+@cache
+def catalogue() -> dict[str, Any]:
+    """The shipped catalogue file, as generated (see :mod:`i2v.api.catalogue.build`)."""
+    text = resources.files("i2v.api.catalogue").joinpath("models.json").read_text(encoding="utf-8")
+    return cast(dict[str, Any], json.loads(text))
 
 
-def _wan25_universal() -> Route:
+def _param(raw: Mapping[str, Any]) -> Param:
+    choices = raw.get("enum")
+    return Param(
+        type=raw["kind"],
+        choices=tuple(choices) if choices is not None else None,
+        default=raw.get("default"),
+        description=raw.get("description", ""),
+        required=bool(raw.get("required")),
+        minimum=raw.get("min"),
+        maximum=raw.get("max"),
+        max_length=raw.get("max_length"),
+        max_items=raw.get("max_items"),
+        numeric_strings=bool(raw.get("numeric_strings")),
+    )
+
+
+def _route(raw: Mapping[str, Any]) -> Route:
+    fields: Mapping[str, Any] = raw["fields"]
+    image_field = raw.get("image_field") or "image_url"
+    image = fields.get(image_field, {})
+    prompt = fields.get("prompt")
+    params = {name: _param(f) for name, f in fields.items() if name not in ("prompt", image_field)}
     return Route(
-        "universal",
-        {
-            "resolution": Param("string", ("480p", "720p", "1080p"), "1080p", _RESOLUTION),
-            "aspect_ratio": Param("string", ("16:9", "9:16", "1:1"), "16:9"),
-            "duration": Param("integer", (5, 10), 10, "Length of the video in seconds."),
-            "negative_prompt": _NEGATIVE,
-            "seed": _SEED,
-            "enhance_prompt": _EXPAND,
-        },
+        name=raw["name"],
+        params=params,
+        path=raw["path"],
+        prompt_min=max(1, int((prompt or {}).get("min_length", 1))),
+        prompt_max=(prompt or {}).get("max_length"),
+        requires_image=bool(image.get("required")),
+        image_field=image_field,
+        image_is_list=image.get("kind") == "image_list",
+        takes_prompt=prompt is not None,
+        requires_prompt=bool((prompt or {}).get("required")),
+        coerces_numbers=bool(raw.get("coerces_numbers")),
     )
 
 
-def _wan25_legacy() -> Route:
-    return Route(
-        "legacy",
-        {
-            "resolution": Param("string", ("480p", "720p", "1080p"), "720p", _RESOLUTION),
-            # No documented default: left out of the request unless asked for.
-            "duration": Param("integer", (5, 10), None, "Length of the video in seconds."),
-            "negative_prompt": _NEGATIVE,
-            "enable_prompt_expansion": _EXPAND,
-            "seed": _SEED,
-        },
-        coerces_numbers=True,
+def _spec(raw: Mapping[str, Any]) -> ModelSpec:
+    routes: dict[RouteName, Route] = {route["name"]: _route(route) for route in raw["routes"]}
+    # A limit published for one path of a model holds on the other (the same model reads the
+    # prompt): wan2.5's universal schema leaves out the 800 characters its legacy one states.
+    limits = [r.prompt_max for r in routes.values() if r.prompt_max is not None]
+    if limits:
+        routes = {name: replace(r, prompt_max=r.prompt_max or min(limits)) for name, r in routes.items()}
+    reason = None if raw["supported"] else raw.get("reason", "not supported")
+    return ModelSpec(
+        name=raw["id"],
+        api_id=raw["id"],
+        routes=routes,
+        default_route="universal" if "universal" in routes or not routes else "legacy",
+        aliases=tuple(raw.get("aliases", ())),
+        summary=raw.get("title", ""),
+        unsupported=reason,
     )
 
 
-def _wan22_universal() -> Route:
-    return Route(
-        "universal",
-        {
-            "resolution": Param("string", ("480P", "1080P"), "1080P", _RESOLUTION),
-            "negative_prompt": _NEGATIVE,
-            "watermark": Param("boolean", default=False, description="Add a watermark."),
-            "seed": _SEED,
-            "enhance_prompt": _EXPAND,
-        },
-    )
-
-
-def _wan22_legacy() -> Route:
-    # The vendor's documentation page sends this model to the legacy path with
-    # ``"duration": "5"``; its videos are five seconds long.
-    return Route(
-        "legacy",
-        {
-            "resolution": Param("string", ("480P", "1080P"), "1080P", _RESOLUTION),
-            "duration": Param("integer", (5,), 5, "Length of the video in seconds."),
-            "negative_prompt": _NEGATIVE,
-            "enable_prompt_expansion": _EXPAND,
-            "seed": _SEED,
-        },
-        coerces_numbers=True,
-    )
-
-
-def _wan26_universal() -> Route:
-    return Route(
-        "universal",
-        {
-            "audio_url": Param("uri", description="Audio the video is generated to."),
-            "resolution": Param("string", ("720p", "1080p"), "1080p", _RESOLUTION),
-            "duration": Param("integer", (5, 10, 15), 10, "Length of the video in seconds."),
-            "negative_prompt": _NEGATIVE,
-            "shot_type": Param("string", ("single", "multi"), "single"),
-            "generate_audio": Param("boolean", default=True),
-            "seed": _SEED,
-            "enhance_prompt": _EXPAND,
-        },
-    )
-
-
-DEFAULT_MODEL = "alibaba/wan2.5-i2v-preview"
-
-MODELS: Mapping[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            name="alibaba/wan2.5-i2v-preview",
-            api_id="alibaba/wan2.5-i2v-preview",
-            routes={"universal": _wan25_universal(), "legacy": _wan25_legacy()},
-            default_route="universal",
-            summary="Wan 2.5 preview: 480p-1080p, 5 or 10 s, three aspect ratios.",
-        ),
-        ModelSpec(
-            name="alibaba/wan2.2-i2v-plus",
-            api_id="alibaba/wan2.2-i2v-plus",
-            routes={"universal": _wan22_universal(), "legacy": _wan22_legacy()},
-            default_route="universal",
-            summary="Wan 2.2 plus: 480P or 1080P, fixed 5 s; resolutions are upper-case.",
-        ),
-        ModelSpec(
-            name="alibaba/wan2.6-i2v",
-            api_id="alibaba/wan-2-6-i2v",
-            aliases=("alibaba/wan-2-6-i2v",),
-            routes={"universal": _wan26_universal()},
-            default_route="universal",
-            summary="Wan 2.6: 720p or 1080p, 5/10/15 s, optional audio track.",
-            notes=("The API names this model 'alibaba/wan-2-6-i2v'.",),
-        ),
-    )
-}
+#: Every catalogued image-to-video model, supported or not, by its API id.
+MODELS: Mapping[str, ModelSpec] = {raw["id"]: _spec(raw) for raw in catalogue()["models"]}
+#: Every path a create may be sent to: the universal one first, then the legacy vendor paths.
+CREATE_PATHS: tuple[str, ...] = (
+    UNIVERSAL_PATH,
+    *sorted({r.path for spec in MODELS.values() for r in spec.routes.values()} - {UNIVERSAL_PATH}),
+)
 
 _BY_ANY_NAME: Mapping[str, ModelSpec] = {
     name: spec for spec in MODELS.values() for name in (spec.name, spec.api_id, *spec.aliases)
@@ -210,12 +230,18 @@ _BY_ANY_NAME: Mapping[str, ModelSpec] = {
 
 
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by its name, API id or alias; ``KeyError`` names the known ones."""
+    """Look a model up by its name, API id or alias; ``KeyError`` suggests close names."""
     try:
         return _BY_ANY_NAME[name.strip()]
     except KeyError:
-        known = ", ".join(sorted(MODELS))
-        raise KeyError(f"unknown model {name!r} (known: {known})") from None
+        close = difflib.get_close_matches(name.strip(), list(_BY_ANY_NAME), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise KeyError(f"unknown model {name!r} ({hint}`i2v models` lists all {len(MODELS)})") from None
+
+
+def lookup(name: str) -> ModelSpec | None:
+    """A model by name, API id or alias, or None."""
+    return _BY_ANY_NAME.get(name.strip())
 
 
 def find_route(path: str, api_id: str) -> Route | None:

@@ -1,8 +1,12 @@
 """What a video is expected to cost, in AI/ML API credits: for ``i2v estimate`` and ``--max-credits``.
 
 The API reports what each job actually cost (``credits_used``); before a job runs only an
-estimate exists, and this table is where it comes from. **Edit it** when your account's
-prices differ: it is plain data, per model, per resolution class, per second of video.
+estimate exists. It comes from the live catalogue (``GET /v1/models?include=pricing``, see
+:func:`live_rates`) when the API is reachable, else from the dated table shipped in
+``catalogue/prices.json`` (per model, per resolution class, per second of video). **Edit
+that file** when your account's prices differ. The vendor's documentation snapshot
+publishes no per-model video prices, so the table holds the list prices below; models it
+does not list are shown as unpriced until the live catalogue prices them.
 
 Where the figures come from (taken 2026-11-25):
 
@@ -20,22 +24,29 @@ job always win over this table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
+_TABLE: Mapping[str, Any] = json.loads(
+    resources.files("i2v.api.catalogue").joinpath("prices.json").read_text(encoding="utf-8")
+)
 CREDITS_PER_USD = 2_000_000
-CNY_PER_USD = 7.1
-PRICES_TAKEN = "2026-11-25"
-#: Where the figures below come from, in one line (the module's docstring has the links).
-PRICES_SOURCE = "Alibaba Model Studio list prices; ¥7.1 = 1 USD = 2,000,000 credits"
+CNY_PER_USD: float = _TABLE["cny_per_usd"]
+PRICES_TAKEN: str = _TABLE["taken"]
+#: Where the figures come from, in one line (the module's docstring has the links).
+PRICES_SOURCE: str = _TABLE["source"]
+PRICES_FILE = "i2v/api/catalogue/prices.json"
 
-#: Yuan per second of video, by model and resolution class.
-_CNY_PER_SECOND: Mapping[str, Mapping[str, float]] = {
-    "alibaba/wan2.5-i2v-preview": {"480p": 0.30, "720p": 0.60, "1080p": 1.00},
-    "alibaba/wan2.2-i2v-plus": {"480p": 0.14, "1080p": 0.70},
-    "alibaba/wan2.6-i2v": {"720p": 0.60, "1080p": 1.00},
-}
+#: Yuan per second of video, by model API id and resolution class.
+_CNY_PER_SECOND: Mapping[str, Mapping[str, float]] = _TABLE["models"]
+
+
+def listed(model: str) -> Mapping[str, float]:
+    """The table's yuan per second for ``model`` by resolution class (empty when unlisted)."""
+    return _CNY_PER_SECOND.get(model, {})
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--generation-seconds", type=float, default=3.0, help="emulated generation time per job")
     demo.set_defaults(handler="demo")
 
-    models = commands.add_parser("models", help="list the models and their parameters")
-    _add_json_option(models, "the models, routes and parameters as one JSON document")
+    models = commands.add_parser(
+        "models", help="list every catalogued image-to-video model: fields, defaults, price (or why unsupported)"
+    )
+    models.add_argument("name", nargs="?", help="show one model (its id or an alias)")
+    models.add_argument("--json", action="store_true", help="print JSON for scripts")
     models.set_defaults(handler="models")
 
     validate = commands.add_parser(
@@ -336,5 +339,5 @@ same work as an earlier row, ids reused for other work, image URLs (a HEAD each)
 images. Exits 0 when every row is fine, 1 when any row has a problem, 2 when the file itself
 cannot be used."""
 _ESTIMATE_HELP = """Jobs and expected cost of running an input, by model, resolution and duration, from the
-price table in i2v/api/prices.py. Rows asking for the same work count once; invalid rows are listed,
+price table in i2v/api/catalogue/prices.json. Rows asking for the same work count once; invalid rows are listed,
 not counted (exit 1). Exits 2 when the file itself cannot be used."""

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from i2v.api.models import MODELS
+from i2v.api.models import MODELS, get_model
 from i2v.api.settings import ApiSettings
 from i2v.cli import checks, lifetime
 from i2v.cli import supervisor as watch
@@ -403,42 +403,20 @@ def _resume_hint(home: Any, key: str) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from i2v.cli import model_list
+
+    if args.name:
+        try:
+            specs = [get_model(args.name)]
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+    else:
+        specs = list(MODELS.values())
     if args.json:
-        print(json.dumps([_model_dict(spec) for spec in MODELS.values()], indent=2))
-        return 0
-    for spec in MODELS.values():
-        print(f"{spec.name}  ({spec.summary})")
-        for route in spec.routes.values():
-            marker = " (default)" if route.name == spec.default_route else ""
-            print(f"  {route.name}{marker}: POST {route.path}")
-            for name, param in route.params.items():
-                choices = f" one of {', '.join(map(str, param.choices))}" if param.choices else ""
-                default = f", default {param.default}" if param.default is not None else ""
-                print(f"    {name}: {param.type}{choices}{default}")
+        print(json.dumps([model_list.as_dict(spec) for spec in specs], indent=1))
+    else:
+        print(model_list.text(specs, detailed=bool(args.name)))
     return 0
-
-
-def _model_dict(spec: Any) -> dict[str, Any]:
-    """A model's routes and parameters as plain data (``i2v models --json``)."""
-    return {
-        "name": spec.name,
-        "summary": spec.summary,
-        "default_route": spec.default_route,
-        "routes": {
-            route.name: {
-                "path": route.path,
-                "params": {
-                    name: {
-                        "type": param.type,
-                        "choices": list(param.choices) if param.choices else None,
-                        "default": param.default,
-                    }
-                    for name, param in route.params.items()
-                },
-            }
-            for route in spec.routes.values()
-        },
-    }
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from i2v.api.models import LEGACY_PATH, MODELS, UNIVERSAL_PATH
+from i2v.api.models import CREATE_PATHS, MODELS, UNIVERSAL_PATH
 from i2v.api.models import Route as ModelRoute
 from i2v.emulator import chance
 from i2v.emulator.config import TIMEOUT_SECONDS, EmulatorConfig, Fault, FaultTarget
@@ -127,8 +127,7 @@ def create_app(config: EmulatorConfig) -> Starlette:
     emulator = Emulator(config)
     app = Starlette(
         routes=[
-            Route(UNIVERSAL_PATH, emulator.generations, methods=["GET", "POST"]),
-            Route(LEGACY_PATH, emulator.generations, methods=["GET", "POST"]),
+            *(Route(path, emulator.generations, methods=["GET", "POST"]) for path in CREATE_PATHS),
             Route(LOGS_PATH, emulator.logs, methods=["GET"]),
             Route(METRICS_PATH, emulator.metrics, methods=["GET"]),
             Route(FILES_PREFIX + "{name}", emulator.download, methods=["GET"]),
@@ -347,7 +346,7 @@ class Emulator:
         answer = _describe(
             job,
             status=self._word(job, job.status, str(poll)),
-            legacy=path == LEGACY_PATH,
+            legacy=path != UNIVERSAL_PATH,
             base_url=str(request.base_url),
         )
         if job.status == "completed":
@@ -613,7 +612,7 @@ class Emulator:
 
     def _new_job(self, route: ModelRoute, values: dict[str, Any], attempt: str) -> Job:
         config = self.config
-        seconds = values.get("duration", _default(route, "duration")) or DEFAULT_SECONDS
+        seconds = _whole_seconds(values.get("duration", _default(route, "duration")))
         aspect_ratio = None
         if "aspect_ratio" in route.params:
             aspect_ratio = values.get("aspect_ratio", _default(route, "aspect_ratio"))
@@ -621,7 +620,7 @@ class Emulator:
         sound = values.get("generate_audio", _default(route, "generate_audio"))
         jitter = config.generation_jitter * (2 * chance.uniform(config.seed, "jitter", attempt) - 1)
         doomed = None
-        if self._blocked is not None and self._blocked.search(values["prompt"]):
+        if self._blocked is not None and self._blocked.search(values.get("prompt", "")):
             doomed = _MODERATION
         elif chance.happens(config.seed, "job.error", attempt, config.job_error_rate):
             doomed = _INJECTED_JOB_ERROR
@@ -638,7 +637,7 @@ class Emulator:
             id=chance.derived_uuid(config.seed, "generation_id", attempt),
             model=values["model"],
             spec=RenderSpec(
-                image_url=values.get("image_url"),
+                image_url=_first_image(values.get(route.image_field)),
                 seconds=rendered_seconds,
                 aspect_ratio=rendered_aspect,
                 # Same request, same video: the seed only varies with the body itself.
@@ -666,6 +665,22 @@ def _render_pool(processes: int) -> Executor:
 def _off_spec(seconds: int, aspect_ratio: str | None) -> tuple[int, str | None]:
     """The duration and aspect ratio of a video that misses its request."""
     return max(1, seconds // 2), None if aspect_ratio is None else _OTHER_ORIENTATION.get(aspect_ratio, "1:1")
+
+
+def _whole_seconds(value: Any) -> int:
+    """A duration as the model's schema spells it (10, "10", "5s"), in whole seconds."""
+    digits = str(value or "").strip().rstrip("s")
+    try:
+        return max(1, round(float(digits)))
+    except ValueError:
+        return DEFAULT_SECONDS
+
+
+def _first_image(value: Any) -> str | None:
+    """The image a video starts from: the field's value, or the first of a list."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value if isinstance(value, str) else None
 
 
 def _default(route: ModelRoute, name: str) -> Any:

@@ -87,15 +87,18 @@ def check_create(path: str, body: Any) -> CheckedCreate:
         return CheckedCreate(None, issues=[issue])
 
     checked = CheckedCreate(route, values={"model": model})
-    _check_prompt(route, body.get("prompt", _MISSING), checked)
-    if route.requires_image:
-        image_url = body.get("image_url", _MISSING)
-        if _check_string(("image_url",), image_url, checked):
-            if is_image_reference(image_url):
-                checked.values["image_url"] = image_url
-            else:
-                checked.issues.append(_url_issue(("image_url",), _IMAGE_URL, image_url))
-    known = {"model", "prompt", *(("image_url",) if route.requires_image else ()), *route.params}
+    if route.takes_prompt:
+        prompt = body.get("prompt", _MISSING)
+        if prompt is not _MISSING or route.requires_prompt:
+            _check_prompt(route, prompt, checked)
+    image = body.get(route.image_field, _MISSING)
+    if route.requires_image or image is not _MISSING:
+        main = Param("image_list" if route.image_is_list else "image", required=route.requires_image)
+        _check_param(route, route.image_field, main, image, checked)
+    known = {"model", *(("prompt",) if route.takes_prompt else ()), route.image_field, *route.params}
+    for name, param in route.params.items():
+        if param.required and name not in body:
+            checked.issues.append(_type_issue((name,), _expected(param), _MISSING))
     for name, value in body.items():
         if name in route.params:
             _check_param(route, name, route.params[name], value, checked)
@@ -152,7 +155,7 @@ def _check_prompt(route: Route, value: Any, checked: CheckedCreate) -> None:
                 f"Expected at least {route.prompt_min}, received {size}",
             )
         )
-    elif size > route.prompt_max:
+    elif route.prompt_max is not None and size > route.prompt_max:
         checked.issues.append(
             Issue(
                 ("prompt",),
@@ -173,24 +176,88 @@ def _check_string(path: tuple[str, ...], value: Any, checked: CheckedCreate) -> 
     return False
 
 
+def _expected(param: Param) -> str:
+    return (
+        {"integer": "number", "number": "number", "boolean": "boolean"}.get(param.type, "string")
+        if param.type
+        not in (
+            "image_list",
+            "media_list",
+            "list",
+        )
+        else "array"
+    )
+
+
 def _check_param(route: Route, name: str, param: Param, value: Any, checked: CheckedCreate) -> None:
     path = (name,)
-    if param.type == "integer":
-        number = _as_integer(value, coerce=route.coerces_numbers)
+    if param.type in ("integer", "number"):
+        number = _as_number(value, coerce=route.coerces_numbers, integer=param.type == "integer")
         if number is None:
-            expected = "integer" if _js_type(value) in ("number", "float") else "number"
+            expected = "integer" if param.type == "integer" and _js_type(value) in ("number", "float") else "number"
             checked.issues.append(_type_issue(path, expected, value))
             return
         value = number
+        if not _in_range(path, param, number, checked):
+            return
     elif param.type == "boolean":
         if not isinstance(value, bool):
             checked.issues.append(_type_issue(path, "boolean", value))
             return
-    elif not isinstance(value, str):
-        checked.issues.append(_type_issue(path, "string", value))
+    elif param.type == "object":
+        if not isinstance(value, (dict, list)):
+            checked.issues.append(_type_issue(path, "object", value))
+            return
+        checked.values[name] = value
         return
-    elif param.type == "uri" and not (_DATA_ANY.match(value) or _is_http_url(value)):
+    elif param.type in ("image_list", "media_list", "list"):
+        if not isinstance(value, list):
+            checked.issues.append(_type_issue(path, "array", value))
+            return
+        if param.max_items is not None and len(value) > param.max_items:
+            checked.issues.append(
+                Issue(
+                    path,
+                    f"at most {param.max_items} item(s)",
+                    f"{len(value)} item(s)",
+                    f"Array must contain at most {param.max_items} element(s)",
+                )
+            )
+            return
+        for index, item in enumerate(value):
+            item_path = (name, str(index))
+            if not isinstance(item, str):
+                checked.issues.append(_type_issue(item_path, "string", item))
+                return
+            if param.type == "image_list" and not is_image_reference(item):
+                checked.issues.append(_url_issue(item_path, _IMAGE_URL, item))
+                return
+            if param.type == "media_list" and not (_DATA_ANY.match(item) or _is_http_url(item)):
+                checked.issues.append(_url_issue(item_path, _URI, item))
+                return
+        checked.values[name] = value
+        return
+    elif not isinstance(value, str):
+        if param.numeric_strings and route.coerces_numbers and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            checked.issues.append(_type_issue(path, "string", value))
+            return
+    if param.type == "image" and not is_image_reference(value):
+        checked.issues.append(_url_issue(path, _IMAGE_URL, value))
+        return
+    if param.type in ("uri", "video", "audio", "mask") and not (_DATA_ANY.match(value) or _is_http_url(value)):
         checked.issues.append(_url_issue(path, _URI, value))
+        return
+    if param.type == "string" and param.max_length is not None and len(value) > param.max_length:
+        checked.issues.append(
+            Issue(
+                path,
+                f"at most {param.max_length} character(s)",
+                f"{len(value)} character(s)",
+                f"String must contain at most {param.max_length} character(s)",
+            )
+        )
         return
     if param.choices is not None and value not in param.choices:
         expected = " | ".join(_show(choice) for choice in param.choices)
@@ -204,6 +271,37 @@ def _check_param(route: Route, name: str, param: Param, value: Any, checked: Che
         )
         return
     checked.values[name] = value
+
+
+def _in_range(path: tuple[str, ...], param: Param, number: float, checked: CheckedCreate) -> bool:
+    if param.minimum is not None and number < param.minimum:
+        checked.issues.append(
+            Issue(
+                path,
+                f">= {param.minimum}",
+                str(number),
+                f"Number must be greater than or equal to {param.minimum}",
+            )
+        )
+        return False
+    if param.maximum is not None and number > param.maximum:
+        checked.issues.append(
+            Issue(path, f"<= {param.maximum}", str(number), f"Number must be less than or equal to {param.maximum}")
+        )
+        return False
+    return True
+
+
+def _as_number(value: Any, *, coerce: bool, integer: bool) -> int | float | None:
+    if integer:
+        return _as_integer(value, coerce=coerce)
+    if isinstance(value, bool):
+        return None
+    if coerce and isinstance(value, str) and _NUMERIC.fullmatch(value):
+        value = float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return None
 
 
 def _as_integer(value: Any, *, coerce: bool) -> int | None:

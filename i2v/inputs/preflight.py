@@ -30,7 +30,7 @@ from i2v.inputs.validation import RowSet
 from i2v.limits import MAX_REDIRECTS
 
 #: Where the figures :func:`estimate` uses are kept, for people to read and edit.
-PRICE_TABLE = "i2v/api/prices.py"
+PRICE_TABLE = prices.PRICES_FILE
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 10.0
 #: Statuses after which a HEAD is tried again as a ranged GET: servers that do not do HEAD

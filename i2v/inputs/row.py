@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,16 @@ class Row:
     #: For a local file or a data URI: where its copy lives in the destination
     #: (``inputs/<sha256>.<ext>``), the ``image_url`` the manifest gives. None for a URL.
     image_key: str | None = None
+    #: The field the main image goes in (``image_url`` for most models), and whether the
+    #: model takes it as a list (``image_urls``).
+    image_field: str = "image_url"
+    image_is_list: bool = False
+    #: Further image fields of the model the row filled (``last_image_url``,
+    #: ``reference_image_urls``): each reference as the main image's (a URL, an ``s3://``
+    #: URI, a data URI, or a local file's resolved path), and whether the field is a list.
+    images: Mapping[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    #: False for models whose schema has no prompt (the row's prompt only labels the row).
+    sends_prompt: bool = True
 
     @property
     def image_shown(self) -> str:
@@ -80,7 +90,24 @@ class Row:
             if presign is None:
                 raise InputError(f"{image} needs an S3 client to be sent", row=self.index, field="image_url")
             image = presign(image)
-        return {"model": self.api_model, "prompt": self.prompt, "image_url": image, **self.params}
+        body: dict[str, Any] = {"model": self.api_model}
+        if self.sends_prompt:
+            body["prompt"] = self.prompt
+        body[self.image_field] = [image] if self.image_is_list else image
+        for name, (refs, is_list) in self.images.items():
+            sent = [self._send_ref(ref, name, presign) for ref in refs]
+            body[name] = sent if is_list else sent[0]
+        return {**body, **self.params}
+
+    def _send_ref(self, ref: str, name: str, presign: Presigner | None) -> str:
+        """A further image as the API takes it: local files inline, ``s3://`` presigned."""
+        if Path(ref).is_absolute():  # the validator resolved a local file to its absolute path
+            return image_data_uri(Path(ref))
+        if is_s3(ref):
+            if presign is None:
+                raise InputError(f"{ref} needs an S3 client to be sent", row=self.index, field=name)
+            return presign(ref)
+        return ref
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from i2v.api.models import DEFAULT_MODEL, EXPANSION_ALIASES, MODELS, ModelSpec, Param, Route, RouteName, get_model
+from i2v.api.models import (
+    DEFAULT_MODEL,
+    EXPANSION_ALIASES,
+    IMAGE_KINDS,
+    MODELS,
+    UNOFFERED_KINDS,
+    ModelSpec,
+    Param,
+    Route,
+    RouteName,
+    get_model,
+)
 from i2v.errors import InputError
 from i2v.inputs import csv_reader, shards
 from i2v.inputs.csv_reader import REQUIRED_COLUMNS, ROW_INDEX_COLUMN
@@ -176,6 +187,8 @@ class _RowValidator:
 
     def validate(self, index: int, line: int, cells: Mapping[str, str], *, name: str | None = None) -> Row:
         spec = self._model(cells.get("model", ""))
+        if spec.unsupported:
+            raise _Problem("model", f"{spec.name} cannot be run by this pipeline: it {spec.unsupported}")
         wanted = cells.get("api_path", "").strip().lower() or self.route
         if wanted not in (None, "universal", "legacy"):
             raise _Problem("api_path", f"must be universal or legacy, got {wanted!r}")
@@ -186,7 +199,7 @@ class _RowValidator:
         prompt = cells.get("prompt", "").strip()
         if not prompt:
             raise _Problem("prompt", "is empty")
-        if not route.prompt_min <= len(prompt) <= route.prompt_max:
+        if len(prompt) < route.prompt_min or (route.prompt_max is not None and len(prompt) > route.prompt_max):
             raise _Problem(
                 "prompt",
                 f"has {len(prompt):,} characters; {spec.name} accepts {route.prompt_min} to {route.prompt_max}",
@@ -195,8 +208,8 @@ class _RowValidator:
             allowed = self.limits.max_prompt_chars
             raise _Problem("prompt", f"has {len(prompt):,} characters; this run allows {allowed} (--max-prompt-chars)")
         image_ref, image_path, image_identity, image_key = self._image(cells.get("image_url", "").strip())
-        params = self._params(spec, route, cells)
-        key = row_key(spec.api_id, route.name, params, prompt, image_identity)
+        params, images, identities = self._params(spec, route, cells)
+        key = row_key(spec.api_id, route.name, {**params, **identities}, prompt, image_identity)
         given_id = cells.get("id", "").strip()
         if len(given_id) > MAX_ID_CHARS:
             raise _Problem("id", f"has {len(given_id):,} characters; ids name files and may have {MAX_ID_CHARS}")
@@ -215,6 +228,10 @@ class _RowValidator:
             image_path=str(image_path) if image_path else None,
             image_key=image_key,
             name=name or output_name(row_id),
+            image_field=route.image_field,
+            image_is_list=route.image_is_list,
+            images=images,
+            sends_prompt=route.takes_prompt,
         )
 
     def _model(self, name: str) -> ModelSpec:
@@ -225,8 +242,14 @@ class _RowValidator:
         except KeyError as exc:
             raise _Problem("model", str(exc.args[0])) from None
 
-    def _image(self, ref: str) -> tuple[str, Path | None, str, str | None]:
+    def _image(self, ref: str, column: str = "image_url") -> tuple[str, Path | None, str, str | None]:
         """(the reference, a local path, what identifies the image, where its copy is kept)."""
+        try:
+            return self._image_of("image_url", ref)
+        except _Problem as problem:
+            raise _Problem(column, problem.reason) from None
+
+    def _image_of(self, _field: str, ref: str) -> tuple[str, Path | None, str, str | None]:
         if not ref:
             raise _Problem("image_url", "is empty")
         if ref.lower().startswith("data:"):
@@ -301,7 +324,10 @@ class _RowValidator:
         limit = self.limits.max_image_bytes
         return f"{what} is {size:,} bytes; the limit is {megabytes(limit)} (--max-image-mb)"
 
-    def _params(self, spec: ModelSpec, route: Route, cells: Mapping[str, str]) -> dict[str, Any]:
+    def _params(
+        self, spec: ModelSpec, route: Route, cells: Mapping[str, str]
+    ) -> tuple[dict[str, Any], dict[str, tuple[tuple[str, ...], bool]], dict[str, Any]]:
+        """(request fields, further images, what identifies those images for the row key)."""
         given: dict[str, tuple[Any, str]] = {}
         for name, value in self.defaults.items():
             given[name] = (value, f"{name} (run default)")
@@ -312,30 +338,70 @@ class _RowValidator:
             if name in _KNOWN_PARAMS:
                 given[name] = (value, column)
         params: dict[str, Any] = {}
+        images: dict[str, tuple[tuple[str, ...], bool]] = {}
+        identities: dict[str, Any] = {}
         for name, (value, source) in given.items():
-            target = route.expansion_field if name in EXPANSION_ALIASES else name
+            # Prompt expansion has two spellings; a route takes the one its schema has.
+            target = name if name in route.params else route.expansion_field if name in EXPANSION_ALIASES else None
             param = route.params.get(target) if target else None
             if target is None or param is None:
-                supported = ", ".join(sorted(route.params)) or "none"
+                supported = ", ".join(sorted(n for n, p in route.params.items() if p.offered)) or "none"
                 raise _Problem(
                     source, f"is not a parameter of {spec.name} on the {route.name} path (supported: {supported})"
                 )
-            params[target] = _coerce(param, value, field=source)
+            if not param.offered:
+                raise _Problem(source, f"of {spec.name} takes {UNOFFERED_KINDS[param.type]}, which rows cannot give")
+            if param.type in IMAGE_KINDS:
+                refs, ids = self._images(str(value), param, source, spec)
+                images[target] = (refs, param.type == "image_list")
+                identities[target] = ids if param.type == "image_list" else ids[0]
+                continue
+            params[target] = _coerce(param, value, field=source, model=spec.name)
         for name, param in route.params.items():
-            if name not in params and param.default is not None:
+            if name not in params and name not in images and param.default is not None and param.offered:
                 params[name] = param.default
-        return dict(sorted(params.items()))
+        return dict(sorted(params.items())), dict(sorted(images.items())), identities
+
+    def _images(self, text: str, param: Param, source: str, spec: ModelSpec) -> tuple[tuple[str, ...], list[str]]:
+        """An image cell: one reference, or (for a list field) several separated by whitespace."""
+        parts = text.split() if param.type == "image_list" else [text.strip()]
+        if param.type == "image" and len(text.split()) > 1 and not text.lower().startswith("data:"):
+            raise _Problem(source, f"takes one image on {spec.name}; got {len(text.split())}")
+        if param.max_items is not None and len(parts) > param.max_items:
+            raise _Problem(source, f"takes at most {param.max_items} images on {spec.name}; got {len(parts)}")
+        refs, ids = [], []
+        for part in parts:
+            try:
+                ref, path, identity, _key = self._image_of(source, part)
+            except _Problem as problem:
+                raise _Problem(source, problem.reason) from None
+            refs.append(str(path) if path is not None else ref)
+            ids.append(identity)
+        return tuple(refs), ids
 
 
-def _coerce(param: Param, value: Any, *, field: str) -> Any:
-    """Turn a CSV cell (or a run default) into the value the API expects, or explain why not."""
+def _coerce(param: Param, value: Any, *, field: str, model: str) -> Any:
+    """Turn a CSV cell (or a run default) into the value the model's schema wants, or explain why not.
+
+    Everything here comes from the schema: integers and numbers with their enums and ranges,
+    numbers some models want spelt as strings, enums whose case differs between models.
+    """
     text = str(value).strip()
-    if param.type == "integer":
-        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
-            raise _Problem(field, f"must be a whole number, got {text!r}")
-        number = int(text)
-        if param.choices and number not in param.choices:
-            raise _Problem(field, f"must be one of {_choices(param)}, got {number}")
+    if param.type in ("integer", "number") or param.numeric_strings:
+        pattern = r"[+-]?\d+" if param.type != "number" else r"[+-]?(\d+(\.\d*)?|\.\d+)"
+        if isinstance(value, bool) or not re.fullmatch(pattern, text):
+            kind = "a number" if param.type == "number" else "a whole number"
+            raise _Problem(field, f"must be {kind}, got {text!r} ({model})")
+        number: int | float = float(text) if param.type == "number" else int(text)
+        if param.choices and not any(_same_number(number, choice) for choice in param.choices):
+            raise _Problem(field, f"must be one of {_choices(param)}, got {text} ({model})")
+        if param.minimum is not None and number < param.minimum:
+            raise _Problem(field, f"must be at least {_number(param.minimum)}, got {text} ({model})")
+        if param.maximum is not None and number > param.maximum:
+            raise _Problem(field, f"must be at most {_number(param.maximum)}, got {text} ({model})")
+        if param.numeric_strings:
+            # Sent in the schema's own spelling ("5", not 5 or "05").
+            return next((c for c in param.choices or () if _same_number(number, c)), str(int(number)))
         return number
     if param.type == "boolean":
         lowered = text.lower()
@@ -354,10 +420,23 @@ def _coerce(param: Param, value: Any, *, field: str) -> Any:
         for choice in param.choices:
             if str(choice).lower() == text.lower():
                 return choice
-        raise _Problem(field, f"must be one of {_choices(param)}, got {text!r}")
+        raise _Problem(field, f"must be one of {_choices(param)}, got {text!r} ({model})")
     if not text:
         raise _Problem(field, "is empty")
+    if param.max_length is not None and len(text) > param.max_length:
+        raise _Problem(field, f"has {len(text):,} characters; {model} accepts at most {param.max_length}")
     return text
+
+
+def _same_number(number: float, choice: Any) -> bool:
+    try:
+        return float(choice) == number
+    except (TypeError, ValueError):
+        return False
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _input_key(digest: str, mime: str) -> str:
@@ -365,11 +444,14 @@ def _input_key(digest: str, mime: str) -> str:
 
 
 def run_model(name: str) -> ModelSpec:
-    """The run's default model; an unknown name is an :class:`InputError` naming the field."""
+    """The run's default model; an unknown or unsupported one is an :class:`InputError` naming the field."""
     try:
-        return get_model(name)
+        spec = get_model(name)
     except KeyError as exc:
         raise InputError(str(exc.args[0]), field="model") from None
+    if spec.unsupported:
+        raise InputError(f"{spec.name} cannot be run by this pipeline: it {spec.unsupported}", field="model")
+    return spec
 
 
 def _canonical_name(column: str) -> str:
