@@ -10,10 +10,15 @@ RUN := $(UV) run --frozen --no-sync
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: models demo test lint typecheck unit chromium strace bench deploy worker audit clean
+.PHONY: models demo demo-compare test lint typecheck unit chromium strace bench deploy worker audit clean
 
 demo: .venv/.synced
 	$(RUN) i2v demo
+
+# The sample on three models side by side: out/demo-compare/runs/<run>/compare.html.
+COMPARE_MODELS ?= alibaba/wan2.5-i2v-preview,alibaba/wan2.2-i2v-plus,alibaba/wan2.6-i2v
+demo-compare: .venv/.synced
+	$(RUN) i2v demo --dest out/demo-compare --models $(COMPARE_MODELS)
 
 # The one command that runs every check; CI runs exactly this.
 test: lint typecheck unit

@@ -22,7 +22,7 @@ from tasks.inputs import select_rows
 
 
 @flow(name="rerun-failed", validate_parameters=True)
-@takes_run_settings(without=("retry", "resubmit_unknown", "input_format"))
+@takes_run_settings(without=("retry", "resubmit_unknown", "input_format", "models"))
 async def rerun_failed(
     manifest: str,
     select: Literal["retryable", "failed"] = "retryable",

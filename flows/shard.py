@@ -16,6 +16,7 @@ from prefect.utilities.annotations import quote
 from i2v import outcomes
 from i2v.engine.spec import RunSpec, batches
 from i2v.inputs.shards import InputPlan, Shard
+from i2v.inputs.validation import compared_models
 from i2v.outcomes import Origin, RowOutcome
 from orchestration import resources
 from tasks.generation import generate_batch, salvage_batch
@@ -46,9 +47,10 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
         if rows.unread is not None:
             # The input changed after the run planned it: its rows here are not the plan's.
             for index in range(shard.first_row, shard.first_row + shard.rows):
-                outcome = outcomes.unread(index, rows.unread, origin)
-                engine.progress.add(outcome)
-                results.append(outcome)
+                for model in compared_models(run.models) or (None,):
+                    outcome = outcomes.unread(index, rows.unread, origin, model=None if model is None else model.name)
+                    engine.progress.add(outcome)
+                    results.append(outcome)
         groups = batches(rows.rows, run.batch_size(len(rows.rows)))
         labels = [f"{shard.index}.{number}" for number in range(len(groups))]
         calls: list[Any] = [

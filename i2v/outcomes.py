@@ -107,7 +107,7 @@ def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
         id=bad.cells.get("id") or None,
         image_url=bad.cells.get("image_url", ""),
         prompt=bad.cells.get("prompt", ""),
-        model=bad.cells.get("model") or None,
+        model=bad.model or bad.cells.get("model") or None,
         route=None,
         params="{}",
         status="failed",
@@ -119,7 +119,7 @@ def invalid(bad: InvalidRow, origin: Origin) -> RowOutcome:
     )
 
 
-def unread(index: int, why: str, origin: Origin) -> RowOutcome:
+def unread(index: int, why: str, origin: Origin, *, model: str | None = None) -> RowOutcome:
     """A row of a shard that could not be read (its input changed after the run planned it)."""
     return RowOutcome(
         row_key=None,
@@ -127,7 +127,7 @@ def unread(index: int, why: str, origin: Origin) -> RowOutcome:
         id=None,
         image_url="",
         prompt="",
-        model=None,
+        model=model,
         route=None,
         params="{}",
         status="failed",

@@ -69,10 +69,11 @@ async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> 
             defaults=run.defaults,
             limits=run.limits,
             opener=resources.opener(input_plan.path),
+            models=run.models,
         )
     except InputChanged as exc:
         logger.error("shard %d: %s", shard.index, exc)
-        return RowSet(total=shard.rows, unread=str(exc))
+        return RowSet(total=run.outcomes(shard.rows), unread=str(exc))
     if rows.invalid:
         logger.warning(
             "shard %d: %d invalid row(s), first: %s", shard.index, len(rows.invalid), rows.invalid[0].message

@@ -15,11 +15,13 @@ from prefect.cache_policies import NO_CACHE
 from i2v.engine.spec import RunSpec
 from i2v.errors import StorageError
 from i2v.inputs.shards import InputPlan, Shard
+from i2v.inputs.validation import compared_models
 from i2v.manifest import fallback, merged, reports
 from i2v.manifest import run_table as manifest
 from i2v.manifest import videofolder as export
 from i2v.outcomes import RowOutcome
 from i2v.report import summary as report
+from i2v.report.comparison import publish_comparison
 from i2v.storage.destination import Destination
 from orchestration import resources
 
@@ -35,7 +37,8 @@ async def write_shard_part(run: RunSpec, shard: int, outcomes: list[RowOutcome])
     run's local fallback folder (:mod:`i2v.manifest.fallback`), said on the log.
     """
     # A rerun's rows keep the indices of the manifest they came from, which rows of
-    # different inputs may share; their work (row key) tells them apart.
+    # different inputs may share; their work (row key) tells them apart, and the pairs of a
+    # comparison of models too.
     assert len({(o.row_index, o.row_key) for o in outcomes}) == len(outcomes), "one outcome per row"
     dest = resources.destination(run.dest)
     try:
@@ -94,7 +97,7 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
     summary = replace(
         tally.summary(wall_s=wall_s), manifest_uri=manifest_uri, fallback=home.uri if home is not dest else None
     )
-    assert summary.total == input_plan.total_rows, "every input row has exactly one outcome"
+    assert summary.total == run.outcomes(input_plan.total_rows), "every (input row, model) has exactly one outcome"
     report_uri = destination_report_uri = None
     if home is dest:
         try:
@@ -103,6 +106,10 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
             await asyncio.to_thread(export.write_metadata, dest)
             report_uri = await asyncio.to_thread(reports.publish_run_report, dest, run.name, summary, rows())
             destination_report_uri = await asyncio.to_thread(reports.publish_destination_report, dest)
+            compared = [spec.name for spec in compared_models(run.models)]
+            if compared:
+                where = await asyncio.to_thread(publish_comparison, dest, run.name, compared, rows())
+                logger.info("the models side by side: %s", where)
         except StorageError as exc:
             logger.warning(
                 "the run's manifest is written, but the destination's merged manifest, metadata.jsonl or reports"
@@ -147,7 +154,7 @@ def _parts(dest: Destination, spare: Destination | None, run: RunSpec, input_pla
             table = manifest.read_part(spare, key)
         if table is None:
             raise RuntimeError(f"the manifest part of shard {shard.index} is missing")
-        if table.num_rows != shard.rows:
+        if table.num_rows != run.outcomes(shard.rows):
             raise RuntimeError(f"shard {shard.index} has {table.num_rows} outcomes for {shard.rows} rows")
         yield table
 

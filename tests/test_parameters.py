@@ -30,7 +30,7 @@ def test_every_flow_offers_every_run_setting_it_can_use() -> None:
     assert _parameters(fanout) == ["input", "dest", *SETTINGS, *own]
     rerun_own = ["manifest", "select", "kinds", "include_unknown"]
     assert _parameters(rerun_failed) == rerun_own + [
-        name for name in SETTINGS if name not in ("retry", "resubmit_unknown", "input_format")
+        name for name in SETTINGS if name not in ("retry", "resubmit_unknown", "input_format", "models")
     ]
     assert _parameters(inbox) == ["inbox", "dest", "max_files", "max_claims"] + [
         name for name in SETTINGS if name not in ("run_name", "input_format")

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--csv", dest="csv", help=argparse.SUPPRESS)
     demo.add_argument("--dest", default="out/demo", help="output folder or s3://bucket/prefix (default: out/demo)")
     demo.add_argument("--generation-seconds", type=float, default=3.0, help="emulated generation time per job")
+    demo.add_argument("--models", metavar="A,B,...", help="compare models: run every row on each of these")
     demo.set_defaults(handler="demo")
 
     models = commands.add_parser(
@@ -154,6 +155,11 @@ def _add_row_options(parser: argparse.ArgumentParser) -> None:
     """What rows ask for when their cells are blank: the run's defaults."""
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"default model for rows without one (default: {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--models",
+        metavar="A,B,...",
+        help="compare models: run every row on each of these (one video and one manifest row per row and model)",
     )
     parser.add_argument("--api-path", choices=("universal", "legacy"), help="force an endpoint (default: the model's)")
     parser.add_argument("--resolution", help="default resolution for rows without one")

@@ -41,6 +41,7 @@ def _as_option(message: str) -> str:
         "rows_per_shard": "--rows-per-shard",
         "rows_per_task": "--rows-per-task",
         "unknown_grace_s": "--unknown-grace",
+        "models": "--models",
     }
     for name, option in words.items():
         if message.startswith(name):

@@ -33,7 +33,7 @@ from i2v.engine.spec import safe_label
 from i2v.errors import AuthError, ConfigError, I2VError, OutOfCredits
 from i2v.inputs import preflight
 from i2v.inputs.sources import Opener, is_s3, opener_for
-from i2v.inputs.validation import RowSet, check_input, read_rows
+from i2v.inputs.validation import RowSet, check_input, compared_models, read_rows, split_models
 from i2v.limits import Limits
 from i2v.report.summary import Summary
 from i2v.storage.s3_client import endpoint_from_env, make_client
@@ -104,7 +104,14 @@ def _run(args: argparse.Namespace) -> int:
     ApiSettings.from_env()
     settings = checks.run_settings(_settings(args))
     columns = columns_given(args)
-    check_input(args.input, model=args.model, format=args.format, opener=_opener(args.input), columns=columns)
+    check_input(
+        args.input,
+        model=args.model,
+        format=args.format,
+        opener=_opener(args.input),
+        columns=columns,
+        models=split_models(args.models),
+    )
     checks.destination_writable(args.dest)
     if not os.environ.get(_SUPERVISED):
         return _supervise(args.argv, view=_view(args))
@@ -117,6 +124,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run's settings as the command's options give them (see :class:`~i2v.engine.spec.RunSettings`)."""
     return {
         "model": args.model,
+        "models": list(split_models(args.models)) or None,
         "api_path": args.api_path,
         "resolution": args.resolution,
         "duration": args.duration,
@@ -275,6 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
             "poll_interval_s": 1.0,
             "job_timeout_s": 300.0,
             "max_in_flight": 8,
+            "models": list(split_models(args.models)) or None,
         }
         _run_flow("generate_videos", params, view=choose_view(quiet=False, stream=sys.stderr))
     # The sample's failed rows are there on purpose: the demo succeeded if it reported them.
@@ -318,6 +327,7 @@ def _run_flow_on(
     from i2v.manifest import fallback
     from i2v.manifest.merged import ROOT
     from i2v.manifest.run_table import summarize
+    from i2v.report.comparison import comparison_key
     from i2v.report.summary import console_summary
     from orchestration import resources
 
@@ -364,6 +374,8 @@ def _run_flow_on(
         document = {**summary.as_dict(), "run": run, "manifest": home.uri_for(own), **(extra or {})}
         if home is dest:
             document.update(destination_manifest=dest.uri_for(ROOT), report=dest.uri_for("report.html"))
+            if compared_models(params.get("models") or ()):
+                document.update(comparison=dest.uri_for(comparison_key(run)))
         print(json.dumps(document, indent=2, default=str))
     elif summary.total:
         if view != "quiet":  # a gap after the log lines or bar above
@@ -372,6 +384,8 @@ def _run_flow_on(
         if home is dest:
             print(f"report: {dest.uri_for(f'runs/{run}/report.html')} (this run's rows)")
             print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
+            if compared_models(params.get("models") or ()):
+                print(f"models side by side: {dest.uri_for(comparison_key(run))}")
     if halted or (isinstance(result, BaseException) and resources.halted()):
         print(_resume_hint(home, own), file=sys.stderr)
     if halted:
@@ -456,6 +470,7 @@ def _preflight(args: argparse.Namespace, report: Callable[[RowSet], tuple[dict[s
             format=args.format,
             opener=_opener(args.input),
             columns=columns_given(args),
+            models=split_models(args.models),
         )
     except I2VError as exc:
         if args.json:  # a JSON reader gets a document too; the one-line error still goes to stderr

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from i2v.api.downloads import DownloadRules
 from i2v.api.models import DEFAULT_MODEL, RouteName
-from i2v.errors import ConfigError, I2VError
+from i2v.errors import ConfigError, I2VError, InputError
+from i2v.inputs.validation import compared_models, split_models
 from i2v.limits import Limits
 from i2v.outcomes import RowOutcome
 
@@ -45,6 +46,8 @@ class RunSpec:
     model: str = DEFAULT_MODEL
     api_path: RouteName | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: A comparison: every row runs on each of these models (two or more; see :mod:`i2v.inputs.validation`).
+    models: tuple[str, ...] = ()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     poll_interval_s: float = 10.0
     job_timeout_s: float = 900.0
@@ -79,6 +82,14 @@ class RunSpec:
             raise ConfigError(f"unknown_grace_s must not be negative, got {self.unknown_grace_s}")
         if self.retry not in ("retryable", "all"):
             raise ConfigError(f"retry must be 'retryable' or 'all', got {self.retry!r}")
+        try:
+            compared_models(self.models)
+        except InputError as exc:
+            raise ConfigError(f"models: {exc.reason}") from None
+
+    def outcomes(self, input_rows: int) -> int:
+        """Manifest rows a run of ``input_rows`` rows makes: one per (row, model) in a comparison."""
+        return input_rows * max(1, len(compared_models(self.models)))
 
     def batch_size(self, shard_rows: int) -> int:
         """Rows per task run for a shard: one for small shards, so few task runs for large ones."""
@@ -97,6 +108,8 @@ class RunSettings:
     """
 
     model: str = DEFAULT_MODEL
+    #: Models to compare: every row runs on each (``["a", "b"]``, or ``"a,b"`` as the command line gives it).
+    models: list[str] | None = None
     api_path: RouteName | None = None
     resolution: str | None = None
     duration: int | None = None
@@ -136,6 +149,7 @@ class RunSettings:
             input=input,
             dest=dest,
             model=self.model,
+            models=tuple(name for item in self.models or () for name in split_models(item)),
             api_path=self.api_path,
             defaults=given(
                 resolution=self.resolution,

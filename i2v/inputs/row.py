@@ -119,6 +119,8 @@ class InvalidRow:
     field: str | None
     reason: str
     cells: Mapping[str, str]
+    #: The model the row was to run on, in a comparison of models.
+    model: str | None = None
 
     @property
     def message(self) -> str:

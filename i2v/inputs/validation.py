@@ -7,6 +7,13 @@ request parameter of the row's model (``resolution``, ``duration``, ``aspect_rat
 ``negative_prompt``, ``seed``, ``enhance_prompt``, ...). A blank cell means "use the
 run's default", and failing that the model's.
 
+A comparison (``models``: two or more model names) runs every row on each model: the
+row becomes one row per (row, model), each with the key of its own work, the input's
+``row_index``, and, when the row has an ``id``, the id ``<id>--<model tag>`` so that each
+pair's outputs have names of their own (a rerun of the manifest finds them again). A
+setting a compared model has no field for is not sent to it; a value outside a field's
+choices fails that pair only; a row that names a ``model`` fails (the run names them).
+
 Every row comes out either valid (:class:`~i2v.inputs.row.Row`) or invalid
 (:class:`~i2v.inputs.row.InvalidRow`, with the field and the reason); one bad row never
 stops the others.
@@ -18,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,13 +95,17 @@ def read_rows(
     format: str | None = None,
     opener: Opener = open_local,
     columns: Mapping[str, str] | None = None,
+    models: Sequence[str] = (),
 ) -> RowSet:
     """Read and validate a whole input. Raises :class:`InputError` only when the file itself is unusable."""
     run_model(model)
+    compared_models(models)
     whole = shards.plan(path, rows_per_shard=_NO_LIMIT, limits=limits, format=format, opener=opener, columns=columns)
     rows = RowSet(ignored_columns=ignored_columns(whole.header))
     for shard in whole.shards:
-        part = read_shard(whole, shard, model=model, route=route, defaults=defaults, limits=limits, opener=opener)
+        part = read_shard(
+            whole, shard, model=model, route=route, defaults=defaults, limits=limits, opener=opener, models=models
+        )
         rows.rows += part.rows
         rows.invalid += part.invalid
         rows.total += part.total
@@ -110,9 +121,11 @@ def read_shard(
     defaults: Mapping[str, Any] | None = None,
     limits: Limits | None = None,
     opener: Opener = open_local,
+    models: Sequence[str] = (),
 ) -> RowSet:
-    """Validate the rows of one shard of a planned input."""
+    """Validate the rows of one shard of a planned input; a comparison makes one row per (row, model)."""
     default_model = run_model(model)
+    compared = compared_models(models)
     run_defaults = {_canonical_name(k): v for k, v in (defaults or {}).items() if v is not None and v != ""}
     # Relative image paths are taken from a local input's folder; an S3 input has none.
     base_dir = None if is_s3(input_plan.path) else Path(input_plan.path).parent
@@ -121,24 +134,55 @@ def read_shard(
     )
     result = RowSet(ignored_columns=ignored_columns(input_plan.header))
     for record in shards.read_records(input_plan, shard, opener=opener):
-        result.total += 1
-        try:
-            if record.problem:
-                raise _Problem(*record.problem)
-            if record.extra:
-                raise _Problem(None, f"has {record.extra} more cell(s) than the header")
-            conflict = shard.id_conflicts.get(record.index)
-            if conflict:
-                raise _Problem("id", conflict)
-            name = shard.names.get(record.index)
-            row = validator.validate(record.shown_index, record.line, record.cells, name=name)
-        except _Problem as problem:
-            cells = _shown_cells(record.cells)
-            bad = InvalidRow(record.shown_index, record.line, problem.field, problem.reason, cells)
-            result.invalid.append(bad)
-            continue
-        result.rows.append(row)
+        for spec in compared or (None,):
+            result.total += 1
+            try:
+                if record.problem:
+                    raise _Problem(*record.problem)
+                if record.extra:
+                    raise _Problem(None, f"has {record.extra} more cell(s) than the header")
+                conflict = shard.id_conflicts.get(record.index)
+                if conflict:
+                    raise _Problem("id", conflict)
+                name = shard.names.get(record.index)
+                row = validator.validate(record.shown_index, record.line, record.cells, name=name, compared=spec)
+            except _Problem as problem:
+                reason = problem.reason if spec is None else f"{problem.reason} (for {spec.name})"
+                cells = _shown_cells(record.cells)
+                bad = InvalidRow(
+                    record.shown_index, record.line, problem.field, reason, cells, None if spec is None else spec.name
+                )
+                result.invalid.append(bad)
+                continue
+            result.rows.append(row)
     return result
+
+
+def compared_models(names: Sequence[str]) -> tuple[ModelSpec, ...]:
+    """The models a comparison runs every row on, each once; () when there is no comparison.
+
+    One name is no comparison: the run is that model's, with the keys and names of any run of it.
+    """
+    found: dict[str, ModelSpec] = {}
+    for name in names:
+        if not name.strip():
+            continue
+        try:
+            spec = get_model(name)
+        except KeyError as exc:
+            raise InputError(str(exc.args[0]), field="models") from None
+        found.setdefault(spec.name, spec)
+    return tuple(found.values()) if len(found) > 1 else ()
+
+
+def split_models(text: str | None) -> tuple[str, ...]:
+    """``a,b,c`` (as ``--models`` takes it) as model names."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+def model_tag(model: str) -> str:
+    """What tells a compared model's outputs apart in their id: its name, safe in a file name."""
+    return model.replace("/", "_")
 
 
 def check_input(
@@ -148,10 +192,12 @@ def check_input(
     format: str | None = None,
     opener: Opener = open_local,
     columns: Mapping[str, str] | None = None,
+    models: Sequence[str] = (),
 ) -> None:
     """Fail fast, with one :class:`InputError`, on a file that cannot be read as rows at all."""
     csv_reader.read_header(path, format=format, opener=opener, columns=columns)
     run_model(model)
+    compared_models(models)
 
 
 def ignored_columns(header: tuple[str, ...]) -> list[str]:
@@ -185,8 +231,19 @@ class _RowValidator:
         self.image_root = Path(root).resolve() if root else None
         self.image_digests: dict[Path, tuple[str, str]] = {}
 
-    def validate(self, index: int, line: int, cells: Mapping[str, str], *, name: str | None = None) -> Row:
-        spec = self._model(cells.get("model", ""))
+    def validate(
+        self,
+        index: int,
+        line: int,
+        cells: Mapping[str, str],
+        *,
+        name: str | None = None,
+        compared: ModelSpec | None = None,
+    ) -> Row:
+        if compared is not None and cells.get("model", "").strip():
+            # The row would name one model and the run several: which the user meant is not ours to guess.
+            raise _Problem("model", "names one model, but the run compares models (--models): leave it blank")
+        spec = compared or self._model(cells.get("model", ""))
         if spec.unsupported:
             raise _Problem("model", f"{spec.name} cannot be run by this pipeline: it {spec.unsupported}")
         wanted = cells.get("api_path", "").strip().lower() or self.route
@@ -208,12 +265,16 @@ class _RowValidator:
             allowed = self.limits.max_prompt_chars
             raise _Problem("prompt", f"has {len(prompt):,} characters; this run allows {allowed} (--max-prompt-chars)")
         image_ref, image_path, image_identity, image_key = self._image(cells.get("image_url", "").strip())
-        params, images, identities = self._params(spec, route, cells)
+        params, images, identities = self._params(spec, route, cells, compared=compared is not None)
         key = row_key(spec.api_id, route.name, {**params, **identities}, prompt, image_identity)
         given_id = cells.get("id", "").strip()
         if len(given_id) > MAX_ID_CHARS:
             raise _Problem("id", f"has {len(given_id):,} characters; ids name files and may have {MAX_ID_CHARS}")
         row_id = given_id or key
+        if compared is not None and given_id:
+            # Each pair's outputs need a name of their own; the tag keeps the user's id readable in it.
+            row_id = f"{given_id}--{model_tag(spec.name)}"
+            name = f"{name}--{model_tag(spec.name)}" if name else None
         return Row(
             index=index,
             line=line,
@@ -325,7 +386,7 @@ class _RowValidator:
         return f"{what} is {size:,} bytes; the limit is {megabytes(limit)} (--max-image-mb)"
 
     def _params(
-        self, spec: ModelSpec, route: Route, cells: Mapping[str, str]
+        self, spec: ModelSpec, route: Route, cells: Mapping[str, str], *, compared: bool
     ) -> tuple[dict[str, Any], dict[str, tuple[tuple[str, ...], bool]], dict[str, Any]]:
         """(request fields, further images, what identifies those images for the row key)."""
         given: dict[str, tuple[Any, str]] = {}
@@ -344,6 +405,10 @@ class _RowValidator:
             # Prompt expansion has two spellings; a route takes the one its schema has.
             target = name if name in route.params else route.expansion_field if name in EXPANSION_ALIASES else None
             param = route.params.get(target) if target else None
+            if (target is None or param is None) and compared:
+                # A comparison asks each model for what it can do: a setting it has no field for
+                # is not sent to it (its manifest row's params say what was).
+                continue
             if target is None or param is None:
                 supported = ", ".join(sorted(n for n, p in route.params.items() if p.offered)) or "none"
                 raise _Problem(
