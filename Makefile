@@ -16,7 +16,7 @@ demo: .venv/.synced
 	$(RUN) i2v demo
 
 # The sample on three models side by side: out/demo-compare/runs/<run>/compare.html.
-COMPARE_MODELS ?= alibaba/wan2.5-i2v-preview,alibaba/wan2.2-i2v-plus,alibaba/wan2.6-i2v
+COMPARE_MODELS ?= alibaba/wan2.5-i2v-preview,alibaba/wan2.2-i2v-plus,alibaba/wan-2-6-i2v
 demo-compare: .venv/.synced
 	$(RUN) i2v demo --dest out/demo-compare --models $(COMPARE_MODELS)
 

@@ -22,7 +22,7 @@ from tests.emulated import Emulator, emulator
 from tests.runs import cli_env, run, write_rows
 from tests.test_report_page import Seen, browser, page  # noqa: F401 - the browser fixtures
 
-MODELS = ("alibaba/wan2.5-i2v-preview", "alibaba/wan2.2-i2v-plus", "alibaba/wan2.6-i2v")
+MODELS = ("alibaba/wan2.5-i2v-preview", "alibaba/wan2.2-i2v-plus", "alibaba/wan-2-6-i2v")
 SAMPLE = SAMPLE_CSV
 
 
@@ -178,7 +178,7 @@ def test_comparison_of_the_sample_fails_pairs_not_rows(capsys: pytest.CaptureFix
     sample = pd.read_csv(SAMPLE)
     assert found["rows"] == 3 * len(sample)
     problems = {(p["row"], p["field"], p["problem"]) for p in found["problems"]}
-    assert (0, "resolution", "must be one of 720p, 1080p, got '480p' (for alibaba/wan2.6-i2v)") in problems
+    assert (0, "resolution", "must be one of 720p, 1080p, got '480p' (alibaba/wan-2-6-i2v)") in problems
     rows = read_rows(SAMPLE, models=MODELS)
     assert {(row.index, row.model) for row in rows.rows} >= {(0, MODELS[0]), (0, MODELS[1])}, "its other pairs go on"
     balloons = [bad for bad in rows.invalid if bad.index == 5]

@@ -147,7 +147,10 @@ def read_shard(
                 name = shard.names.get(record.index)
                 row = validator.validate(record.shown_index, record.line, record.cells, name=name, compared=spec)
             except _Problem as problem:
-                reason = problem.reason if spec is None else f"{problem.reason} (for {spec.name})"
+                # A pair's reason names its model (most of the model's own checks already do).
+                reason = problem.reason
+                if spec is not None and spec.name not in reason:
+                    reason = f"{reason} (for {spec.name})"
                 cells = _shown_cells(record.cells)
                 bad = InvalidRow(
                     record.shown_index, record.line, problem.field, reason, cells, None if spec is None else spec.name
