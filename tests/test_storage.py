@@ -68,7 +68,7 @@ def test_s3_small_object_and_listing(s3_client: Any, bucket: str) -> None:
 
 def test_s3_multipart_upload_streams_in_parts(s3_client: Any, bucket: str) -> None:
     """A 23 MiB object goes up as 5 MiB parts, never more than a few held, and reads back byte for byte."""
-    from i2v.storage.s3 import PARTS_IN_FLIGHT
+    from i2v.storage.s3_upload import PARTS_IN_FLIGHT
 
     dest = S3Destination(s3_client, bucket, "p", part_size=5 * MiB)
     payload = os.urandom(23 * MiB)
