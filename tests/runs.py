@@ -63,6 +63,8 @@ def run(args: Sequence[str], env: dict[str, str], log: Path, *, timeout: float =
     process = start(args, env, log, cwd=cwd)
     try:
         return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"i2v {args[0]} still running after {timeout:g} s:\n{log.read_text()[-4000:]}") from None
     finally:
         kill_group(process)
 

@@ -43,7 +43,20 @@ def emu() -> Iterator[Emulator]:
 
 
 def _run_args(csv: Path, dest: Path) -> list[str]:
-    return ["run", str(csv), "--dest", str(dest), "--max-in-flight", "6", "--poll-interval", "0.2"]
+    # A create cut off by the kill is settled from the emulator's usage logs, which lag a
+    # second: five seconds without its row there mean it never arrived (15 minutes on the API).
+    return [
+        "run",
+        str(csv),
+        "--dest",
+        str(dest),
+        "--max-in-flight",
+        "6",
+        "--poll-interval",
+        "0.2",
+        "--unknown-grace",
+        "5",
+    ]
 
 
 def _merged(dest: Path) -> pd.DataFrame:
@@ -67,14 +80,14 @@ def _crash_then_rerun(emu: Emulator, folder: Path, prefect_home: Path, rng: rand
         time.sleep(rng.uniform(0.0, 1.5))
     finally:
         kill_group(process)
-    assert run(_run_args(csv, dest), env, log) in (0, 1), log.read_text()[-3000:]
+    assert run(_run_args(csv, dest), env, log, timeout=240) == 0, log.read_text()[-3000:]
     stats = emu.stats()
     assert stats["billed_twice"] == 0, "no row was paid for twice"
     frame = _merged(dest)
     assert len(frame) == ROWS == frame["row_key"].nunique(), "every row accounted for, once"
-    unknown = frame[frame["error_kind"] == "submit_unknown"]
+    # A create cut off by the kill is settled (re-attached, or sent again): none is left unknown.
     completed = frame[frame["status"] == "completed"]
-    assert len(completed) + len(unknown) == ROWS, frame[["status", "error_kind", "error_message"]].to_string()
+    assert len(completed) == ROWS, frame[["status", "error_kind", "error_message"]].to_string()
     assert sum(stats["jobs"].values()) <= ROWS
 
 
