@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +46,18 @@ def fill(folder: Path, *, leave: int) -> Path:
     return filler
 
 
-def remount(folder: Path, options: str) -> None:
-    """Remount the tmpfs on ``folder`` with ``options`` (``ro``, ``rw``)."""
+def remount(folder: Path, options: str, *, tries: int = 100) -> None:
+    """Remount the tmpfs on ``folder`` with ``options`` (``ro``, ``rw``).
+
+    Linux refuses to make a file system read-only while a file on it is open for writing
+    ("mount point is busy"): the run's short writes (a record, a claim's renewal) end within
+    milliseconds, so the remount is tried again for a second or so.
+    """
+    for _ in range(tries - 1):
+        done = subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], capture_output=True, check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.01)
     subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
 
 

@@ -189,16 +189,17 @@ def test_status_of_a_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_models_json_lists_every_model_and_its_parameters() -> None:
-    """`i2v models --json`: every model, its routes and each parameter's type, choices and default."""
+    """`i2v models --json`: every model, its routes and each field's kind, choices and default, or why it cannot run."""
     done = _i2v(["models", "--json"], dict(os.environ))
     assert done.returncode == 0, done.stderr
-    models = {model["name"]: model for model in json.loads(done.stdout)}
+    models = {model["id"]: model for model in json.loads(done.stdout)}
     assert set(models) == set(MODELS)
-    assert DEFAULT_MODEL in models
+    assert models[DEFAULT_MODEL]["default"]
     for model in models.values():
-        route = model["routes"][model["default_route"]]
-        assert route["path"].startswith("/")
-        assert all("type" in param for param in route["params"].values())
+        assert model["supported"] or model["reason"], model["id"]
+        for route in model["routes"]:
+            assert route["path"].startswith("/")
+            assert all("kind" in field for field in route["fields"].values())
 
 
 @pytest.mark.parametrize(
