@@ -32,7 +32,7 @@ typecheck: .venv/.synced
 	$(RUN) mypy
 
 unit: .venv/.synced chromium strace
-	$(RUN) pytest
+	$(RUN) pytest -n 2 --dist loadfile
 
 # The report page's browser tests drive Debian's Chromium with Playwright (Playwright's own
 # browser download needs the internet). Installed with apt when missing, where that is possible

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,11 @@ import pytest
 # a slow ephemeral start-up on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# Under pytest-xdist each worker process runs flows on an ephemeral server of its own:
+# one SQLite database shared by two workers' servers would lock.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _home = Path(tempfile.gettempdir()) / f"i2v-tests-prefect-{os.getpid()}-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.environ["PREFECT_HOME"] = str(_home)
 
 
 @pytest.fixture
