@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 from collections.abc import Callable
 
 import pytest
 
-from i2v.engine.pacing import SEEDS_GIVE_WAY, PollPacer
+from i2v.engine.pacing import SEEDS_GIVE_WAY, JobPolls, PollPacer
 
 
 def _run_job(
@@ -64,7 +66,7 @@ def test_spread_out_jobs_are_caught_sooner_than_on_the_beat_in_about_four_polls(
 
 def test_a_late_schedule_walks_back_when_jobs_get_faster() -> None:
     """When the provider speeds up from 10 s to 4 s jobs, the first poll moves earlier within a few dozen jobs."""
-    pacer = PollPacer(2.0)
+    pacer = PollPacer(2.0, rng=random.Random(1))
     for _ in range(64):
         _run_job(pacer, 10.0)
     walk = [_run_job(pacer, 4.0) for _ in range(60)]
@@ -169,3 +171,94 @@ def test_polls_on_the_beat_come_sooner_while_work_waits_for_a_slot() -> None:
     rung = pacer.delay(learned, 0.0)
     assert rung > 20.0, "a rung near the learned finish is not pulled in"
     assert pacer.delay(learned, 500.0) <= 2.5, "a job past the ladder is looked at on the shorter beat"
+
+
+def _learn(pacer: PollPacer, durations: list[float], job_class: str = "c") -> None:
+    """Teach ``pacer`` jobs that took ``durations``: each seen running a second before and done a second after."""
+    # Told the provider's figures first: no job is polled on the fixed beat.
+    pacer.expect(job_class, {0.5: sum(durations) / len(durations)})
+    for seconds in durations:
+        job = pacer.start(job_class)
+        pacer.polled(job, seconds - 1.0, running=True)
+        pacer.finished(job, seconds + 1.0)
+
+
+def _ladder(pacer: PollPacer, job_class: str = "c") -> list[float]:
+    """The poll times of a new job of ``job_class`` that never finishes, up to the last rung."""
+    job = pacer.start(job_class)
+    times = [pacer.delay(job, 0.0)]
+    while True:
+        pacer.polled(job, times[-1], running=True)
+        wait = pacer.delay(job, times[-1])
+        if job.beyond:
+            return times
+        times.append(times[-1] + wait)
+
+
+def test_finishes_spread_over_several_intervals_get_evenly_spaced_rungs_up_to_the_99th_percentile() -> None:
+    """Jobs of 63-117 s at a 10 s interval: rungs at most 10 s apart from a poll interval after the fastest to p99."""
+    pacer = PollPacer(10.0, rng=random.Random(1))
+    # 63 jobs evenly from 63 s to 117 s, and one that took 200 s.
+    _learn(pacer, [63 + 54 * i / 62 for i in range(63)] + [200.0])
+    times = _ladder(pacer)
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    assert times[0] == pytest.approx(73.0, abs=0.1), "a poll interval after the fastest, not at its tenth"
+    assert times[-1] == pytest.approx(117.0, abs=0.1), "the one slow job does not stretch the ladder"
+    assert max(steps) <= 10.0
+    assert max(steps) - min(steps) < 1e-9
+
+
+def test_a_rung_just_after_a_poll_made_on_an_older_ladder_is_skipped() -> None:
+    """A job polled a second before a rung (the ladder moved since) is next polled at the rung after it."""
+    pacer = PollPacer(10.0, rng=random.Random(1))
+    _learn(pacer, [63 + 54 * i / 63 for i in range(64)])
+    times = _ladder(pacer)
+    job = pacer.start("c")
+    pacer.polled(job, times[1] - 1.0, running=True)
+    assert pacer.delay(job, times[1] - 1.0) == pytest.approx(times[2] - times[1] + 1.0)
+
+
+def _waves(pacer: PollPacer, rows: int, slots: int, seconds: float, jitter: float, seed: int) -> tuple[float, float]:
+    """Run ``rows`` jobs of ``seconds`` ± ``jitter``, ``slots`` at a time, six classes in turn; (polls, delay) per job.
+
+    Each class is told the provider's figures for its model first; a finished job's slot
+    takes the next row at once.
+    """
+    rng = random.Random(seed)
+    figures = {q: seconds * (1 + jitter * (2 * q - 1)) for q in (0.5, 0.75, 0.9, 0.99)}
+    due: list[tuple[float, int, JobPolls, float, float]] = []
+    polls = 0
+    delays: list[float] = []
+
+    def submit(now: float, row: int) -> None:
+        job_class = (row % 2, row % 3)
+        pacer.expect(job_class, figures)
+        job = pacer.start(job_class)
+        takes = seconds * (1 + jitter * (2 * rng.random() - 1))
+        heapq.heappush(due, (now + pacer.delay(job, 0.0), row, job, now, takes))
+
+    for row in range(slots):
+        submit(0.0, row)
+    following = slots
+    while due:
+        now, row, job, started, takes = heapq.heappop(due)
+        polls += 1
+        elapsed = now - started
+        if elapsed < takes:
+            pacer.polled(job, elapsed, running=True)
+            heapq.heappush(due, (now + pacer.delay(job, elapsed), row, job, started, takes))
+            continue
+        pacer.finished(job, elapsed)
+        delays.append(elapsed - takes)
+        if following < rows:
+            submit(now, following)
+            following += 1
+    return polls / rows, sum(delays) / len(delays)
+
+
+def test_minute_long_jittered_jobs_in_waves_take_at_most_four_polls_and_are_seen_done_sooner_than_on_the_beat() -> None:
+    """150 jobs of 90 s ± 30 % in six classes, 50 at a time, 10 s interval: ≤ 4 polls a job, seen done < 5 s after."""
+    for seed in range(4):
+        polls, delay = _waves(PollPacer(10.0, rng=random.Random(seed)), 150, 50, 90.0, 0.3, seed)
+        assert polls <= 4.0
+        assert delay < 5.0, "a 10 s beat sees a job done 5 s after it finished, on average"

@@ -9,9 +9,19 @@ one poll interval apart (ten rungs at most). A job is then seen done about half 
 interval after it finished, on average, as on the fixed beat, but it is not polled
 before the first jobs of its kind finish: minute-long jobs that vary by a few tens of
 seconds take three or four polls instead of nine. A class whose jobs all take the same
-time gets one or two rungs, just before and at that time. A job still running past the
-top rung (slower than any recent one) is polled at a short interval with jitter, each
-wait a little longer than the last, up to the run's poll interval.
+time gets one or two rungs, just before and at that time.
+
+Where finishes spread over more than :data:`MIN_STEPS` poll intervals, the ladder is
+*wide*: its first rung stands just before the fastest quarter finished, but no later than
+a poll interval after the fastest job (none waits longer than on the fixed beat), its top
+rung where 99 % of recent jobs finished, and the rungs between stand evenly apart, at
+most a poll interval. Rungs at shares of a few dozen jobs would bunch where those
+happen to cluster, and a first rung at the fastest tenth costs every other job a poll.
+
+A job still running past the top rung (slower than nearly every recent one) is polled at
+a short interval with jitter, each wait a little longer than the last, up to the run's
+poll interval. The ladder moves as jobs finish: a job whose next rung comes less than
+half a step after its last poll (made on the ladder as it was) skips that rung.
 
 Before a class has finished jobs of its own, :meth:`PollPacer.expect` gives it what the
 provider says its model takes (``GET /models/metrics``: p50 to p99 of recent requests).
@@ -62,6 +72,13 @@ RUNG_SHARE = 0.1
 MIN_STEPS = 4
 #: No two rungs further apart than this many poll intervals.
 MAX_GAP = 1.25
+#: The top rung of a wide ladder: where this share of recent jobs finished, so that the
+#: slowest one of a window does not set it.
+TOP_SHARE = 0.99
+#: The first rung of a wide ladder: just before this share of recent jobs finished, but no
+#: later than a poll interval after the fastest. A rung spent on the fastest tenth alone
+#: costs the other nine tenths a poll each.
+WIDE_FIRST_SHARE = 0.25
 #: Jobs the provider's figures for a class stand for, until the class's own jobs replace them.
 PRIOR_WEIGHT = 16
 #: Polls past the ladder start at this share of the typical duration (before clamping)...
@@ -78,6 +95,8 @@ LATE_SHARE = 0.5
 SEEDS_GIVE_WAY = 8
 #: Polls on the fixed beat, or past the ladder, while work waits for a slot: this share of the interval.
 PRESSED_SHARE = 0.25
+#: A rung less than this share of its step after the job's last poll is skipped for the next.
+SKIP_SHARE = 0.5
 
 
 @dataclass
@@ -167,9 +186,18 @@ class PollPacer:
         timing = self._classes.get(job.job_class)
         if timing is None:
             return beat
-        rung = bisect.bisect_right(timing.ladder, elapsed_s + self.min_interval_s / 2)
-        if rung < len(timing.ladder):
-            return timing.ladder[rung] - elapsed_s
+        ladder = timing.ladder
+        rung = bisect.bisect_right(ladder, elapsed_s + self.min_interval_s / 2)
+        # The ladder moves as jobs finish: a job polled at a rung of the old one would be
+        # polled again moments later at a rung of the new one, a poll that learns nothing.
+        if (
+            elapsed_s > 0
+            and 0 < rung < len(ladder) - 1
+            and ladder[rung] - elapsed_s < SKIP_SHARE * (ladder[rung] - ladder[rung - 1])
+        ):
+            rung += 1
+        if rung < len(ladder):
+            return ladder[rung] - elapsed_s
         wait = timing.follow_up_s * FOLLOW_UP_GROWTH ** max(0, job.beyond - 1)
         wait *= 1 + JITTER * (2 * self._rng.random() - 1)
         return min(beat, max(self.min_interval_s, wait))
@@ -223,6 +251,16 @@ class PollPacer:
 
         # Just before the first finishes: it is then seen running, and a rung later done.
         first = max(0.0, at(RUNG_SHARE) - self.min_interval_s / 2)
+        top = at(TOP_SHARE)
+        if top - first > MIN_STEPS * self.poll_interval_s:
+            first = max(first, min(at(WIDE_FIRST_SHARE), ordered[0] + self.poll_interval_s) - self.min_interval_s / 2)
+            top = max(top, first)
+            # Finishes spread over several poll intervals: rungs evenly apart, none more
+            # than an interval, up to where nearly all jobs are done. Rungs at shares of a
+            # few dozen jobs would bunch where those happen to cluster, a poll each.
+            steps = math.ceil((top - first) / self.poll_interval_s)
+            timing.ladder = [first + (top - first) * k / steps for k in range(steps + 1)]
+            return
         spread = ordered[-1] - first
         # At most a poll interval apart: seen done as soon as on the fixed beat, on average,
         # in as few polls as that allows. Finishes spread over less than a few intervals get
