@@ -157,11 +157,11 @@ def test_estimate_prices_the_whole_grid(tmp_path: Path, capsys: pytest.CaptureFi
     csv.write_text(
         "image_url,prompt,resolution\n" + "".join(f"https://example.com/{i}.png,Scene {i},1080p\n" for i in range(3))
     )
-    assert main(["estimate", str(csv), "--models", ",".join(MODELS), "--json"]) == 0
+    assert main(["estimate", "--no-network", str(csv), "--models", ",".join(MODELS), "--json"]) == 0
     grid = json.loads(capsys.readouterr().out)
     alone = []
     for model in MODELS:
-        assert main(["estimate", str(csv), "--model", model, "--json"]) == 0
+        assert main(["estimate", "--no-network", str(csv), "--model", model, "--json"]) == 0
         alone.append(json.loads(capsys.readouterr().out))
     assert grid["rows"] == 9
     assert grid["jobs"] == 9

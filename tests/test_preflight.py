@@ -296,7 +296,7 @@ def test_estimate_totals_follow_the_price_table(tmp_path: Path, capsys: pytest.C
         "r4,a.png,Waves,alibaba/wan2.2-i2v-plus,,\n"
         "r5,a.png,Waves,,480p,12\n",
     )
-    assert main(["estimate", path, "--json"]) == 1
+    assert main(["estimate", "--no-network", path, "--json"]) == 1
     document = _json(capsys)
     wan25, wan22 = "alibaba/wan2.5-i2v-preview", "alibaba/wan2.2-i2v-plus"
     small = prices.estimate(wan25, {"resolution": "480p", "duration": 5})
@@ -322,7 +322,7 @@ def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.Capt
     """Blank cells take `--resolution`/`--duration` as in `i2v run`; a clean file exits 0 with a readable table."""
     (tmp_path / "a.png").write_bytes(PNG)
     path = _csv(tmp_path, "image_url,prompt\na.png,Waves\na.png,Clouds\n")
-    assert main(["estimate", path, "--resolution", "720p", "--duration", "10"]) == 0
+    assert main(["estimate", "--no-network", path, "--resolution", "720p", "--duration", "10"]) == 0
     out = capsys.readouterr().out
     each = prices.estimate("alibaba/wan2.5-i2v-preview", {"resolution": "720p", "duration": 10})
     table = out.splitlines()
@@ -343,7 +343,7 @@ def test_estimate_table_applies_run_defaults(tmp_path: Path, capsys: pytest.Capt
 
 def test_estimate_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     """The sample: eight jobs over three models, its two invalid rows listed as not counted (exit 1)."""
-    assert main(["estimate", SAMPLE]) == 1
+    assert main(["estimate", "--no-network", SAMPLE]) == 1
     out = capsys.readouterr().out
     assert f"{SAMPLE}: 10 rows, 8 jobs" in out
     assert "not counted: 2 invalid rows" in out
@@ -363,7 +363,7 @@ def test_parquet_copy_of_the_sample_gives_the_same_verdicts(tmp_path: Path, caps
     for source in (SAMPLE, str(copy)):
         assert main(["validate", source, "--json"]) == 1
         validated = _json(capsys)
-        assert main(["estimate", source, "--json"]) == 1
+        assert main(["estimate", "--no-network", source, "--json"]) == 1
         estimated = _json(capsys)
         problems = [(p["row"], p["id"], p["field"], p["kind"]) for p in validated["problems"]]
         results.append((problems, estimated["lines"], estimated["credits"]))

@@ -139,6 +139,8 @@ class ModelSpec:
     notes: tuple[str, ...] = field(default=())
     #: Why the pipeline cannot run this model (None when it can).
     unsupported: str | None = None
+    #: How long its result URLs last, where the vendor's documentation says (None: unstated).
+    url_ttl_seconds: int | None = None
 
     @property
     def supported(self) -> bool:
@@ -213,6 +215,7 @@ def _spec(raw: Mapping[str, Any]) -> ModelSpec:
         aliases=tuple(raw.get("aliases", ())),
         summary=raw.get("title", ""),
         unsupported=reason,
+        url_ttl_seconds=raw.get("url_ttl_seconds"),
     )
 
 

@@ -61,14 +61,19 @@ class ApiSettings:
         key = env.get("AIMLAPI_API_KEY", "").strip()
         if not key:
             raise ConfigError("AIMLAPI_API_KEY is not set: export your AI/ML API key first")
-        base_url = env.get("AIMLAPI_BASE_URL", "").strip() or DEFAULT_BASE_URL
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"AIMLAPI_BASE_URL must be an http(s) URL, got {base_url!r}")
-        base_url = base_url.rstrip("/")
-        # The vendor's samples write the base URL with its version segment; paths here carry it.
-        base_url = base_url.removesuffix("/v2")
+        base_url = base_url_from_env(env)
         timeout = _float(env, "AIMLAPI_TIMEOUT_S", 30.0)
         return cls(api_key=Secret(key), base_url=base_url, timeout_s=timeout)
+
+
+def base_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The API's base URL (``AIMLAPI_BASE_URL`` or the vendor's), without a version segment; no key needed."""
+    env = os.environ if env is None else env
+    base_url = env.get("AIMLAPI_BASE_URL", "").strip() or DEFAULT_BASE_URL
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"AIMLAPI_BASE_URL must be an http(s) URL, got {base_url!r}")
+    # The vendor's samples write the base URL with its version segment; paths here carry it.
+    return base_url.rstrip("/").removesuffix("/v2")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_row_options(estimate)
     _add_format_option(estimate)
     estimate.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    estimate.add_argument(
+        "--no-network",
+        action="store_true",
+        help="price from the shipped table only, without asking the API's live catalogue",
+    )
     _add_limit_options(estimate)
     estimate.set_defaults(handler="estimate")
 
@@ -344,6 +349,8 @@ _VALIDATE_HELP = """Check an input before a run: every row against the model reg
 same work as an earlier row, ids reused for other work, image URLs (a HEAD each), local and inline
 images. Exits 0 when every row is fine, 1 when any row has a problem, 2 when the file itself
 cannot be used."""
-_ESTIMATE_HELP = """Jobs and expected cost of running an input, by model, resolution and duration, from the
-price table in i2v/api/catalogue/prices.json. Rows asking for the same work count once; invalid rows are listed,
+_ESTIMATE_HELP = """Jobs and expected cost of running an input, by model, resolution and duration. Prices come
+from the API's live catalogue (GET /v1/models?include=pricing at AIMLAPI_BASE_URL; no key needed) when it answers,
+else from the dated table in i2v/api/catalogue/prices.json; the output says which. Models neither prices show
+"price unknown" and stay out of the totals. Rows asking for the same work count once; invalid rows are listed,
 not counted (exit 1). Exits 2 when the file itself cannot be used."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from i2v.api.models import MODELS, get_model
-from i2v.api.settings import ApiSettings
+from i2v.api.settings import ApiSettings, base_url_from_env
 from i2v.cli import checks, lifetime
 from i2v.cli import supervisor as watch
 from i2v.cli.arguments import build_parser, columns_given, limits_given, row_defaults, selected
@@ -452,7 +452,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _estimate(args: argparse.Namespace) -> int:
     def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
-        result = preflight.estimate(args.input, rows)
+        if args.no_network:
+            result = preflight.estimate(args.input, rows)
+        else:
+            live, url, error = preflight.live_prices(base_url_from_env())
+            result = preflight.estimate(args.input, rows, live=live, live_url=url, live_error=error)
         return result.as_dict(), preflight.estimate_text(result), not result.invalid
 
     return _preflight(args, report)

@@ -8,6 +8,12 @@ Vendor endpoints (Bearer key required)::
     GET  /v2/generate/video/alibaba/generation?...  fetch (older answer schema)
     GET  /v2/logs?period=24h&...                    one row per create and fetch
 
+Vendor endpoints (no key)::
+
+    GET  /models/metrics?aliases=...                generation-time percentiles per model
+    GET  /v1/models?include=pricing&id=...          the model catalogue (also /models, /api/v1/models)
+    GET  /model/{id}?include=...                    one model of it
+
 Emulator endpoints (no key; the file URL is its own credential)::
 
     GET  /_emulator/files/<token>.mp4   the finished videos, until their URL expires
@@ -66,9 +72,9 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from i2v.api.models import CREATE_PATHS, MODELS, UNIVERSAL_PATH
+from i2v.api.models import CREATE_PATHS, MODELS, UNIVERSAL_PATH, lookup
 from i2v.api.models import Route as ModelRoute
-from i2v.emulator import chance
+from i2v.emulator import catalogue, chance
 from i2v.emulator.config import TIMEOUT_SECONDS, EmulatorConfig, Fault, FaultTarget
 from i2v.emulator.connections import Connections, Cut
 from i2v.emulator.error_bodies import (
@@ -87,6 +93,7 @@ from i2v.emulator.metrics import METRICS_PATH, MetricsQueryProblem, ServedModel,
 from i2v.emulator.metrics import answer as metrics_answer
 from i2v.emulator.mishaps import CutAnswer, Mishap, Unsent, hold
 from i2v.emulator.pricing import price
+from i2v.emulator.render import asked_frame
 from i2v.emulator.stats import Stats
 from i2v.emulator.statuses import TERMINAL_FAILURES, TERMINAL_WORDS, reported_status
 from i2v.emulator.tracing import (
@@ -99,7 +106,6 @@ from i2v.emulator.tracing import (
 )
 from i2v.emulator.usage_logs import LogRow, QueryProblem, UsageLog, owns_prefix, parse_query
 from i2v.emulator.validation import Issue, check_create, summary
-from i2v.media.mismatch import resolution_lines
 
 FILES_PREFIX = "/_emulator/files/"
 LOGS_PATH = "/v2/logs"
@@ -110,6 +116,10 @@ LOGS_WINDOW_SECONDS = 60.0
 RENDER_THREADS = 2
 #: Fallback when a route has no duration parameter (the models' fixed clip length).
 DEFAULT_SECONDS = 5
+#: The fields that say a video's length, size and shape, by the names the models use.
+DURATION_FIELDS = ("duration", "seconds")
+RESOLUTION_FIELDS = ("resolution", "size")
+ASPECT_FIELDS = ("aspect_ratio", "ratio")
 #: Frame size, rendering at the asked resolution, of a request that names none.
 ASKED_FALLBACK_SHORT_SIDE = 720
 _OTHER_ORIENTATION = {"16:9": "9:16", "9:16": "16:9", "1:1": "16:9"}
@@ -130,6 +140,8 @@ def create_app(config: EmulatorConfig) -> Starlette:
             *(Route(path, emulator.generations, methods=["GET", "POST"]) for path in CREATE_PATHS),
             Route(LOGS_PATH, emulator.logs, methods=["GET"]),
             Route(METRICS_PATH, emulator.metrics, methods=["GET"]),
+            *(Route(path, emulator.catalogue, methods=["GET"]) for path in catalogue.CATALOGUE_PATHS),
+            Route(catalogue.MODEL_PATH, emulator.catalogue, methods=["GET"]),
             Route(FILES_PREFIX + "{name}", emulator.download, methods=["GET"]),
             Route("/_emulator/stats", emulator.stats_endpoint, methods=["GET"]),
             Route("/_emulator/faults", emulator.add_faults, methods=["POST"]),
@@ -386,7 +398,7 @@ class Emulator:
                 id=spec.api_id,
                 aliases=tuple(alias for alias in spec.aliases if alias != spec.api_id),
                 endpoint=spec.route().path,
-                generation_seconds=config.generation_seconds,
+                generation_seconds=config.generation_seconds_of(spec.api_id, spec.aliases),
                 generation_jitter=config.generation_jitter,
             )
             for spec in MODELS.values()
@@ -394,6 +406,23 @@ class Emulator:
         # Only successful requests are measured: a service where every job fails has no figures.
         succeeds = config.job_error_rate + config.terminal_status_rate < 1
         return JSONResponse(metrics_answer(served, wanted, succeeds=succeeds))
+
+    async def catalogue(self, request: Request) -> Response:
+        """``GET /v1/models`` and ``GET /model/{id}``: no key; the catalogue (see :mod:`i2v.emulator.catalogue`)."""
+        self.stats.catalogue_requests += 1
+        query = request.query_params.multi_items()
+        name = request.path_params.get("id")
+        if name is None:
+            document = catalogue.listing(query)
+        else:
+            found = catalogue.one(name, query)
+            if found is None:
+                return api_error(404, f"Model '{name}' was not found", request.url.path)
+            document = found
+        tag = catalogue.etag(document)
+        if catalogue.matches(request.headers.get("if-none-match", ""), tag):
+            return Response(status_code=304, headers={"ETag": tag})
+        return JSONResponse(document, headers={"ETag": tag})
 
     # --- emulator endpoints -------------------------------------------------------------
 
@@ -612,12 +641,15 @@ class Emulator:
 
     def _new_job(self, route: ModelRoute, values: dict[str, Any], attempt: str) -> Job:
         config = self.config
-        seconds = _whole_seconds(values.get("duration", _default(route, "duration")))
-        aspect_ratio = None
-        if "aspect_ratio" in route.params:
-            aspect_ratio = values.get("aspect_ratio", _default(route, "aspect_ratio"))
-        resolution = values.get("resolution", _default(route, "resolution"))
+        seconds = _whole_seconds(_asked(route, values, DURATION_FIELDS))
+        short_side, aspect_ratio = asked_frame(
+            _asked(route, values, RESOLUTION_FIELDS), _asked(route, values, ASPECT_FIELDS)
+        )
+        resolution = None if short_side is None else f"{short_side}p"
         sound = values.get("generate_audio", _default(route, "generate_audio"))
+        spec = lookup(values["model"])
+        aliases = spec.aliases if spec is not None else ()
+        base_seconds = config.generation_seconds_of(values["model"], aliases)
         jitter = config.generation_jitter * (2 * chance.uniform(config.seed, "jitter", attempt) - 1)
         doomed = None
         if self._blocked is not None and self._blocked.search(values.get("prompt", "")):
@@ -643,11 +675,12 @@ class Emulator:
                 # Same request, same video: the seed only varies with the body itself.
                 seed=chance.integer(config.seed, "render", chance.canonical(values)),
                 audio="audio_url" in values or sound is True,
-                short_side=config.short_side or resolution_lines(resolution) or ASKED_FALLBACK_SHORT_SIDE,
+                short_side=config.short_side or short_side or ASKED_FALLBACK_SHORT_SIDE,
             ),
-            credits=price(None if resolution is None else str(resolution), int(seconds)),
-            generation_seconds=config.generation_seconds * (1 + jitter),
+            credits=price(resolution, int(seconds)),
+            generation_seconds=base_seconds * (1 + jitter),
             doomed=doomed,
+            url_ttl_seconds=None if spec is None else spec.url_ttl_seconds,
         )
 
 
@@ -681,6 +714,14 @@ def _first_image(value: Any) -> str | None:
     if isinstance(value, list):
         return value[0] if value else None
     return value if isinstance(value, str) else None
+
+
+def _asked(route: ModelRoute, values: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The value of the first of ``names`` the route has: as sent, else its default."""
+    for name in names:
+        if name in route.params:
+            return values.get(name, _default(route, name))
+    return None
 
 
 def _default(route: ModelRoute, name: str) -> Any:

@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time a job spends generating (default: %(default)s)",
     )
     add(
+        "--model-seconds",
+        action="append",
+        type=_model_seconds,
+        default=[],
+        metavar="MODEL=S",
+        help="generation time of one model, overriding --generation-seconds for it (repeatable)",
+    )
+    add(
         "--generation-jitter",
         type=float,
         metavar="F",
@@ -60,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--url-ttl",
         type=float,
         metavar="S",
-        help="seconds a video URL works (default: %(default)s)",
+        help="seconds a video URL works, for models whose documentation states none (default: %(default)s)",
     )
     add(
         "--blocked-term",
@@ -168,12 +176,24 @@ def _short_side(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a number of pixels or 'asked', got {text!r}") from None
 
 
+def _model_seconds(text: str) -> tuple[str, float]:
+    """``--model-seconds``: ``MODEL=SECONDS``."""
+    model, sep, seconds = text.rpartition("=")
+    try:
+        if not sep or not model.strip():
+            raise ValueError
+        return model.strip(), float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MODEL=SECONDS, got {text!r}") from None
+
+
 def config_from_args(args: argparse.Namespace, api_key: str) -> EmulatorConfig:
     """The configuration the parsed options ask for; ``ValueError`` if they make no sense."""
     return EmulatorConfig(
         api_key=api_key,
         generation_seconds=args.generation_seconds,
         generation_jitter=args.generation_jitter,
+        model_generation_seconds=tuple(args.model_seconds),
         max_concurrent=args.max_concurrent,
         max_pending=args.max_pending,
         requests_per_second=args.requests_per_second,

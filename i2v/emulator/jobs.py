@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import secrets
 import time
@@ -72,6 +74,8 @@ class Job:
     generation_seconds: float
     #: A failure decided when the job was accepted (moderation, injected errors).
     doomed: JobFailure | None = None
+    #: How long its video's URL works once completed; ``None``: the scheduler's default.
+    url_ttl_seconds: float | None = None
     status: JobStatus = "queued"
     created_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -140,8 +144,10 @@ class Scheduler:
         self._files: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._generating: list[Job] = []
-        # Completed jobs in completion order, which is also the order their URLs expire in.
-        self._expiring: deque[Job] = deque()
+        # Completed jobs by the moment their URL expires (models' URLs last differently long);
+        # the counter breaks ties without comparing jobs.
+        self._expiring: list[tuple[float, int, Job]] = []
+        self._order = itertools.count()
         self._counts: Counter[JobStatus] = Counter()
         self._wake = asyncio.Event()
         self._stopped = False
@@ -180,7 +186,11 @@ class Scheduler:
 
     def expired(self, job: Job) -> bool:
         """Whether the job's download URL no longer works."""
-        return job.finished_at is not None and self.clock() > job.finished_at + self.url_ttl_seconds
+        return job.finished_at is not None and self.clock() > job.finished_at + self.ttl(job)
+
+    def ttl(self, job: Job) -> float:
+        """Seconds ``job``'s download URL works once it is completed."""
+        return self.url_ttl_seconds if job.url_ttl_seconds is None else job.url_ttl_seconds
 
     def advance(self) -> None:
         """Finish every job that is due, then start queued ones into the free slots."""
@@ -244,7 +254,7 @@ class Scheduler:
             job.file = job.rendering.result()
             job.token = secrets.token_urlsafe(18)
             self._files[job.token] = job
-            self._expiring.append(job)
+            heapq.heappush(self._expiring, (now + self.ttl(job), next(self._order), job))
             job.status = "completed"
         else:
             job.status = job.failure.status if job.failure is not None else "error"
@@ -254,9 +264,9 @@ class Scheduler:
     def _delete_expired(self, now: float) -> None:
         # Long dry runs would otherwise fill the disk. The grace period keeps a file that is
         # still being sent from vanishing under its download.
-        limit = now - self.url_ttl_seconds - _DELETE_GRACE_S
-        while self._expiring and (self._expiring[0].finished_at or 0.0) < limit:
-            job = self._expiring.popleft()
+        limit = now - _DELETE_GRACE_S
+        while self._expiring and self._expiring[0][0] < limit:
+            job = heapq.heappop(self._expiring)[2]
             if job.file is not None:
                 job.file.unlink(missing_ok=True)
                 job.file = None

@@ -9,6 +9,7 @@ aspect ratio, and the duration (``seconds * fps`` frames).
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +17,21 @@ import av
 import numpy as np
 from PIL import Image
 
+#: The orientations a video follows when no aspect ratio is asked (see :func:`aspect_ratio_for`).
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
+#: Resolution classes the vendors name in words, by the short side they stand for.
+NAMED_RESOLUTIONS: dict[str, int] = {
+    "sd": 480,
+    "hd": 720,
+    "fhd": 1080,
+    "2k": 1440,
+    "qhd": 1440,
+    "4k": 2160,
+    "uhd": 2160,
+}
+_LINES = re.compile(r"^(\d{3,4})p$")
+_SIZE = re.compile(r"^(\d{2,5})\s*[x*×]\s*(\d{2,5})$")
+_RATIO = re.compile(r"^(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)$")
 
 #: How far the camera pushes in over the whole clip.
 _ZOOM = 1.25
@@ -29,9 +44,42 @@ _SAMPLE_RATE = 44_100
 _AAC_FRAME = 1024
 
 
+def asked_frame(resolution: object, aspect_ratio: object) -> tuple[int | None, str | None]:
+    """The short side and aspect ratio a request asks for, however its model spells them.
+
+    ``resolution`` may be a class (``"720p"``, ``"720P"``), a size (``"1280x720"``, which
+    also fixes the aspect ratio when none is asked) or a name (``"hd"``, ``"2K"``).
+    ``aspect_ratio`` is ``"W:H"``; words such as ``"adaptive"`` or ``"auto"`` leave the
+    orientation to the input image (None). Anything unreadable is None.
+    """
+    ratio = str(aspect_ratio).strip() if aspect_ratio is not None else ""
+    ratio_out = ratio if _RATIO.match(ratio) and ratio_of(ratio) else None
+    text = str(resolution).strip().lower() if resolution is not None else ""
+    lines = _LINES.match(text)
+    size = _SIZE.match(text)
+    if lines:
+        return int(lines.group(1)), ratio_out
+    if size:
+        width, height = int(size.group(1)), int(size.group(2))
+        return min(width, height), ratio_out or f"{width}:{height}"
+    return NAMED_RESOLUTIONS.get(text), ratio_out
+
+
+def ratio_of(aspect_ratio: str) -> tuple[float, float] | None:
+    """(across, down) of ``"W:H"``, or None when it is not a ratio of two positive numbers."""
+    match = _RATIO.match(aspect_ratio.strip())
+    if not match:
+        return None
+    across, down = float(match.group(1)), float(match.group(2))
+    return (across, down) if across > 0 and down > 0 else None
+
+
 def frame_size(aspect_ratio: str, short_side: int) -> tuple[int, int]:
     """(width, height) of a frame: ``short_side`` on the short edge, both even."""
-    across, down = ASPECT_RATIOS[aspect_ratio]
+    ratio = ratio_of(aspect_ratio)
+    if ratio is None:
+        raise ValueError(f"not an aspect ratio: {aspect_ratio!r}")
+    across, down = ratio
     long_side = _even(short_side * max(across, down) / min(across, down))
     short = _even(short_side)
     return (long_side, short) if across >= down else (short, long_side)

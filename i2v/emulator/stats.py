@@ -38,6 +38,8 @@ class Stats:
     logs_requests: int = 0
     #: Requests to ``GET /models/metrics``, whatever they were answered.
     metrics_requests: int = 0
+    #: Requests to ``GET /v1/models`` (and its other paths), whatever they were answered.
+    catalogue_requests: int = 0
     #: Downloads answered with the whole file.
     downloads_served: int = 0
     bytes_served: int = 0
@@ -82,6 +84,7 @@ class Stats:
             "downloads": self.downloads,
             "logs_requests": self.logs_requests,
             "metrics_requests": self.metrics_requests,
+            "catalogue_requests": self.catalogue_requests,
             "downloads_served": self.downloads_served,
             "bytes_served": self.bytes_served,
             "lost_responses": self.lost_responses,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,8 +111,11 @@ class CostLine:
     jobs: int
     credits: float
     usd: float
-    #: False when the price table lacks this model and resolution (its dearest rate is used).
+    #: False when the rates lack this resolution (the model's dearest rate is used).
     listed: bool
+    #: ``live`` (the API's catalogue), ``table`` (the shipped table) or ``unknown``: no
+    #: price anywhere, so ``credits`` and ``usd`` are 0 and left out of the totals.
+    source: str = "table"
 
 
 @dataclass
@@ -126,10 +129,18 @@ class CostEstimate:
     duplicates: int = 0
     #: Invalid rows: not sent, so not counted.
     invalid: list[Problem] = field(default_factory=list)
+    #: Where the live catalogue was asked (None: it was not), and why it gave nothing.
+    live_url: str | None = None
+    live_error: str | None = None
 
     @property
     def jobs(self) -> int:
         return sum(line.jobs for line in self.lines)
+
+    @property
+    def unpriced_jobs(self) -> int:
+        """Jobs of models with no known price: counted apart, never in the cost totals."""
+        return sum(line.jobs for line in self.lines if line.source == "unknown")
 
     @property
     def credits(self) -> float:
@@ -150,6 +161,12 @@ class CostEstimate:
             "lines": [asdict(line) for line in self.lines],
             "not_counted": [asdict(problem) for problem in self.invalid],
             "prices": {"file": PRICE_TABLE, "taken": prices.PRICES_TAKEN, "source": prices.PRICES_SOURCE},
+            "unpriced_jobs": self.unpriced_jobs,
+            "live_prices": {
+                "url": self.live_url,
+                "used": any(line.source == "live" for line in self.lines),
+                "error": self.live_error,
+            },
         }
 
 
@@ -279,8 +296,27 @@ def image_client(*, timeout_s: float = DEFAULT_TIMEOUT_S, concurrency: int = DEF
     )
 
 
-def estimate(path: str | Path, rows: RowSet) -> CostEstimate:
-    """Jobs and expected cost by model, resolution and duration; each piece of work counted once."""
+def live_prices(base_url: str) -> tuple[dict[str, prices.Rates], str, str | None]:
+    """The live catalogue's rates, the URL asked and, when it could not be had, why (rates then empty)."""
+    url = base_url.rstrip("/") + prices.CATALOGUE_PATH + "?include=pricing"
+    try:
+        return prices.fetch_live(base_url), url, None
+    except (httpx.HTTPError, ValueError) as exc:
+        return {}, url, f"{type(exc).__name__}: {exc}"
+
+
+def estimate(
+    path: str | Path,
+    rows: RowSet,
+    *,
+    live: Mapping[str, prices.Rates] | None = None,
+    live_url: str | None = None,
+    live_error: str | None = None,
+) -> CostEstimate:
+    """Jobs and expected cost by model, resolution and duration; each piece of work counted once.
+
+    ``live``: rates from the API's catalogue (see :func:`live_prices`), which win over the table.
+    """
     groups: dict[tuple[str, str, int], list[prices.Estimate]] = {}
     seen: set[str] = set()
     duplicates = 0
@@ -289,7 +325,7 @@ def estimate(path: str | Path, rows: RowSet) -> CostEstimate:
             duplicates += 1
             continue
         seen.add(row.key)
-        price = prices.estimate(row.model, row.params)
+        price = prices.estimate(row.model, row.params, live=live)
         resolution = str(row.params.get("resolution") or "-")
         groups.setdefault((row.model, resolution, price.seconds), []).append(price)
     lines = [
@@ -301,10 +337,11 @@ def estimate(path: str | Path, rows: RowSet) -> CostEstimate:
             credits=sum(price.credits for price in each),
             usd=round(sum(price.usd for price in each), 4),
             listed=all(price.listed for price in each),
+            source=each[0].source,
         )
         for (model, resolution, seconds), each in sorted(groups.items(), key=_by_model_resolution_duration)
     ]
-    return CostEstimate(str(path), rows.total, lines, duplicates, invalid_rows(rows))
+    return CostEstimate(str(path), rows.total, lines, duplicates, invalid_rows(rows), live_url, live_error)
 
 
 # --- what people read ----------------------------------------------------------------------
@@ -332,17 +369,28 @@ def validation_text(result: Validation) -> str:
 def estimate_text(result: CostEstimate) -> str:
     """The estimate as a table a person reads: jobs and cost per model, resolution and duration."""
     rows: list[tuple[object, ...]] = [
-        (line.model, line.resolution, f"{line.duration_s} s", line.jobs, credits(line.credits), _usd(line))
-        for line in result.lines
+        (line.model, line.resolution, f"{line.duration_s} s", line.jobs, *_cost(line)) for line in result.lines
     ]
-    rows.append(("total", "", "", result.jobs, credits(result.credits), f"{result.usd:,.2f}"))
+    unpriced = result.unpriced_jobs
+    priced = result.jobs - unpriced
+    rows.append(("total", "", "", priced, credits(result.credits), f"{result.usd:,.2f}"))
+    if unpriced:
+        rows.append(("price unknown", "", "", unpriced, "-", "-"))
     lines = _table(("model", "resolution", "duration", "jobs", "credits", "USD"), rows, right=(2, 3, 4, 5))
     counted = f"{result.input}: {result.rows} rows, {result.jobs} jobs"
     if result.duplicates:
         counted += f" ({result.duplicates} duplicate rows counted once)"
     lines += ["", counted]
-    if any(not line.listed for line in result.lines):
-        lines.append("* no listed price for this model and resolution: its dearest rate is used")
+    if any(not line.listed and line.source != "unknown" for line in result.lines):
+        lines.append("* no price for this resolution: the model's dearest rate is used")
+    if unpriced:
+        lines.append(f"price unknown: {unpriced} jobs of models no price list has, not in the totals")
+    sources = {line.source for line in result.lines}
+    if "live" in sources:
+        rest = " (the rest from the table)" if "table" in sources else ""
+        lines.append(f"prices: live, from {result.live_url}{rest}")
+    elif result.live_url is not None:
+        lines.append(f"live prices: not used ({result.live_error or 'the catalogue quotes none of these models'})")
     lines += [
         f"prices: {PRICE_TABLE}, taken {prices.PRICES_TAKEN} ({prices.PRICES_SOURCE})",
         "an estimate: edit that table if your prices differ; the API reports what each job actually cost",
@@ -372,8 +420,11 @@ def _problem_table(problems: Sequence[Problem]) -> list[str]:
     return _table(("row", "line", "id", "field", "problem"), rows, right=(0, 1))
 
 
-def _usd(line: CostLine) -> str:
-    return f"{line.usd:,.2f}" + ("" if line.listed else "*")
+def _cost(line: CostLine) -> tuple[str, str]:
+    """The credits and USD cells of a line; a model no price list has says so."""
+    if line.source == "unknown":
+        return "price unknown", "-"
+    return credits(line.credits), f"{line.usd:,.2f}" + ("" if line.listed else "*")
 
 
 def _by_model_resolution_duration(item: tuple[tuple[str, str, int], Any]) -> tuple[str, int, int]:

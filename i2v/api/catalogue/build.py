@@ -37,6 +37,10 @@ _PAGE_OPS = re.compile(
     r'openapi-operation spec="[^"]*" path="([^"]+)" method="post"[^\n]*\n\[[^\]]*\]\(([^)]+\.json)\)', re.MULTILINE
 )
 _TITLE = re.compile(r"^# (.+)$", re.MULTILINE)
+#: How long a result URL lasts, as the vendor's sample answers sign it (S3 and TOS presigned
+#: URLs carry their lifetime in seconds) or as a schema says it in words.
+_SIGNED_TTL = re.compile(r"X-(?:Amz|Tos)-Expires=(\d+)")
+_STATED_TTL = re.compile(r"URLs expire within (\d+)(?:-\d+)? hours")
 _DOCS_ROOT = "/docs/api-references/"
 _MAX_DESCRIPTION = 160
 
@@ -47,6 +51,8 @@ class _Operation:
     path: str
     schema: dict[str, Any]
     enum_ids: tuple[str, ...]
+    #: Result-URL lifetime the whole file (answers included) states, in seconds.
+    url_ttl: int | None = None
 
 
 @dataclass
@@ -55,6 +61,8 @@ class _Claim:
     path: str  # the path the model is served on (a page may name another than the file's)
     title: str
     by_page: bool
+    #: Seconds a result URL lasts, where the page's sample answer or the schema says.
+    url_ttl: int | None = None
     #: Fields the page's own sample sends on a path its schema file does not document
     #: (wan2.2's legacy sample sends "duration": "5"): name -> the value sent.
     sample: dict[str, str] | None = None
@@ -91,7 +99,7 @@ def _load_operations(folder: Path, files: Iterable[Path], root_for: Path | None 
                 continue
             model = schema["properties"].get("model") or {}
             ids = model.get("enum") or ([model["const"]] if "const" in model else [])
-            ops.append(_Operation(name, path, schema, tuple(ids)))
+            ops.append(_Operation(name, path, schema, tuple(ids), _url_ttl(text)))
     return ops
 
 
@@ -244,6 +252,13 @@ def _sample_fields(page: Path) -> dict[str, str]:
     return dict(_SAMPLE_FIELD.findall(body.group(1))) if body else {}
 
 
+def _url_ttl(*texts: str) -> int | None:
+    """The shortest result-URL lifetime any of ``texts`` states, in seconds (None: none stated)."""
+    found = [int(s) for text in texts for s in _SIGNED_TTL.findall(text)]
+    found += [int(hours) * 3600 for text in texts for hours in _STATED_TTL.findall(text)]
+    return min(found) if found else None
+
+
 def _pages(folder: Path, ops_by_file: dict[str, list[_Operation]]) -> list[tuple[Path, list[str], str, str, str]]:
     """(page, ids, title, spec file, path) for each create operation a documentation page names."""
     found = []
@@ -295,7 +310,10 @@ def build(folder: Path, also: Iterable[Path] = ()) -> dict[str, Any]:
         for model_id in ids or list(op.enum_ids):
             # The page's path, and the paths the file itself documents.
             sample = _sample_fields(page) if op.path != path else None
-            claims.setdefault(model_id, []).append(_Claim(op, path, title, by_page=True, sample=sample))
+            ttl = min(
+                (t for t in (_url_ttl(page.read_text(encoding="utf-8")), op.url_ttl) if t is not None), default=None
+            )
+            claims.setdefault(model_id, []).append(_Claim(op, path, title, by_page=True, sample=sample, url_ttl=ttl))
             for own in spec_ops:
                 if own.path != path:
                     claims[model_id].append(_Claim(own, own.path, title, by_page=True))
@@ -305,7 +323,7 @@ def build(folder: Path, also: Iterable[Path] = ()) -> dict[str, Any]:
             # some files carry a neighbour's id, copied along with its schema.
             if any(_route_name(c.path) == _route_name(op.path) for c in claims.get(model_id, [])):
                 continue
-            claims.setdefault(model_id, []).append(_Claim(op, op.path, "", by_page=False))
+            claims.setdefault(model_id, []).append(_Claim(op, op.path, "", by_page=False, url_ttl=op.url_ttl))
 
     models: list[dict[str, Any]] = []
     for model_id in sorted(set(claims) | set(broken)):
@@ -339,6 +357,9 @@ def build(folder: Path, also: Iterable[Path] = ()) -> dict[str, Any]:
         }
         if reason:
             entry["reason"] = reason
+        ttls = [c.url_ttl for c in claims[model_id] if c.url_ttl is not None]
+        if ttls:
+            entry["url_ttl_seconds"] = min(ttls)
         entry["routes"] = ordered
         models.append(entry)
     _drop_colliding_aliases(models)
