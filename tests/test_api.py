@@ -18,7 +18,9 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from i2v.api.client import ConnectionGate, VideoApi, make_http_client, open_download, parse_retry_after
+from i2v.api.client import ConnectionGate, VideoApi, make_http_client
+from i2v.api.downloads import open_download
+from i2v.api.error_answers import parse_retry_after
 from i2v.api.models import get_model
 from i2v.api.settings import ApiSettings, Secret
 from i2v.errors import (

@@ -8,8 +8,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from i2v.api.client import open_download
-from i2v.api.downloads import DownloadRules, is_loopback
+from i2v.api.downloads import DownloadRules, is_loopback, open_download
 from i2v.engine.retry import is_transient
 from i2v.errors import DownloadError, DownloadRefused
 from tests.loopback import serving

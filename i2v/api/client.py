@@ -6,7 +6,8 @@ the emulator, or a test transport. Everything is async: thousands of jobs wait o
 event loop, none of them holding a thread. One method per request; no retries here:
 whether a request may be sent again is the caller's decision (see :mod:`i2v.engine.retry`).
 Every failure leaves this module as an :mod:`i2v.errors` exception, translated at the
-edge.
+edge (:mod:`i2v.api.error_answers`). Finished videos are streamed by
+:func:`i2v.api.downloads.open_download`, without the key.
 
 The key is attached per request through :class:`BearerAuth`, so it never sits in the
 client's default headers and is never sent to the video download host.
@@ -15,7 +16,6 @@ client's default headers and is never sent to the video download host.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
@@ -26,21 +26,13 @@ from typing import Any
 import httpx
 
 from i2v.api import metrics, usage_logs
-from i2v.api.downloads import DownloadRules
+from i2v.api.error_answers import clip, error_from_response
 from i2v.api.models import COMPLETED_STATUS, FAILED_STATUSES, RUNNING_STATUSES, Route
 from i2v.api.settings import ApiSettings, Secret
 from i2v.api.usage_logs import LogPage
 from i2v.errors import (
-    ApiError,
-    AuthError,
     BadResponse,
-    DownloadError,
-    DownloadRefused,
     I2VError,
-    OutOfCredits,
-    RateLimited,
-    RequestRejected,
-    ServerError,
     TransportError,
 )
 
@@ -268,64 +260,6 @@ class VideoApi:
         raise error_from_response(response)
 
 
-def error_from_response(response: httpx.Response) -> ApiError:
-    """Translate an error answer into the exception tree, keeping the server's message."""
-    status = response.status_code
-    message, request_id = _error_details(response)
-    where = f"{response.request.method} {response.request.url.path}"
-    text = f"{where}: HTTP {status}: {message}"
-    if status == 401:
-        return AuthError(text, status=status, request_id=request_id)
-    if status == 403:
-        return OutOfCredits(text, status=status, request_id=request_id)
-    if status == 429:
-        return RateLimited(
-            text,
-            status=status,
-            request_id=request_id,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if status >= 500:
-        return ServerError(text, status=status, request_id=request_id)
-    return RequestRejected(text, status=status, request_id=request_id)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _error_details(response: httpx.Response) -> tuple[str, str | None]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or body
-        if isinstance(message, list):
-            message = "; ".join(str(part) for part in message)
-        request_id = body.get("requestId")
-        return _clip(str(message)), str(request_id) if request_id else None
-    text = response.text.strip() or response.reason_phrase
-    return _clip(text), None
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
-
-
 @dataclass(frozen=True)
 class _Answer:
     data: Any
@@ -336,7 +270,7 @@ class _Answer:
 def _parse_generation(answer: _Answer, *, what: str) -> Generation:
     data = answer.data
     if not isinstance(data, dict) or not data.get("id") or not isinstance(data.get("status"), str):
-        raise BadResponse(f"{what}: answer lacks 'id' or 'status': {_clip(repr(data))}")
+        raise BadResponse(f"{what}: answer lacks 'id' or 'status': {clip(repr(data))}")
     video = data.get("video")
     video_url = video.get("url") if isinstance(video, dict) else None
     error = data.get("error")
@@ -353,7 +287,7 @@ def _parse_generation(answer: _Answer, *, what: str) -> Generation:
         status=data["status"].strip().lower(),
         video_url=_str_or_none(video_url),
         error_name=error_name,
-        error_message=_clip(error_message) if error_message else None,
+        error_message=clip(error_message) if error_message else None,
         credits_used=float(credits) if isinstance(credits, (int, float)) else _header_number(answer, CREDITS_USED),
         queued_s=answer.queued_s,
         inference_id=_str_or_none(answer.headers.get(INFERENCE_ID)),
@@ -371,67 +305,3 @@ def _header_number(answer: _Answer, name: str) -> float | None:
 
 def _str_or_none(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
-
-
-@asynccontextmanager
-async def open_download(
-    http: httpx.AsyncClient, url: str, *, rules: DownloadRules | None = None, chunk_size: int = 1 << 20
-) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
-    """Stream a finished video: yields (chunks, declared length). No API key is sent.
-
-    Redirects are followed here, not by the client, so that every hop meets ``rules``;
-    the stream stops with :class:`DownloadRefused` once it passes the size limit.
-    """
-    rules = rules or DownloadRules()
-    try:
-        response = await _follow(http, url, rules)
-        try:
-            if not response.is_success:
-                await response.aread()
-                message, _ = _error_details(response)
-                raise DownloadError(
-                    f"download answered HTTP {response.status_code}: {message}", status=response.status_code
-                )
-            length = response.headers.get("Content-Length")
-            declared = int(length) if length and length.isdigit() else None
-            if declared is not None:
-                rules.check_size(declared)
-
-            async def chunks() -> AsyncIterator[bytes]:
-                received = 0
-                # Pieces as they are read, joined once into a chunk of at least ``chunk_size``:
-                # httpx's own chunking copies every byte several times on its way.
-                pieces: list[bytes] = []
-                filled = 0
-                try:
-                    async for piece in response.aiter_bytes():
-                        received += len(piece)
-                        rules.check_size(received)
-                        pieces.append(piece)
-                        filled += len(piece)
-                        if filled >= chunk_size:
-                            yield b"".join(pieces)
-                            pieces, filled = [], 0
-                    if pieces:
-                        yield b"".join(pieces)
-                except httpx.TransportError as exc:
-                    raise DownloadError(f"download broke off: {type(exc).__name__}: {exc}") from exc
-
-            yield chunks(), declared
-        finally:
-            await response.aclose()
-    except httpx.TransportError as exc:
-        raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from exc
-
-
-async def _follow(http: httpx.AsyncClient, url: str, rules: DownloadRules) -> httpx.Response:
-    """GET ``url``, following at most ``rules.max_redirects`` redirects that each pass ``rules``."""
-    for _ in range(rules.max_redirects + 1):
-        rules.check(url)
-        response = await http.send(http.build_request("GET", url), stream=True, follow_redirects=False)
-        location = response.headers.get("Location") if response.is_redirect else None
-        if location is None:
-            return response
-        await response.aclose()
-        url = str(response.url.join(location))
-    raise DownloadRefused(f"the video URL redirected more than {rules.max_redirects} times")

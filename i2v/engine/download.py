@@ -19,8 +19,7 @@ from typing import Any
 
 import httpx
 
-from i2v.api.client import open_download
-from i2v.api.downloads import DownloadRules
+from i2v.api.downloads import DownloadRules, open_download
 from i2v.engine.offload import Offload
 from i2v.errors import DownloadError, StorageError
 from i2v.media.probe import VideoInfo, probe
