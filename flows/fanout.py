@@ -53,7 +53,7 @@ _RUN_FATAL_KINDS = ("auth", "out_of_credits")
 async def fanout_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> dict[str, Any] | State[Any]:
     """One shard of a fanned-out run, as its own flow run: rows in, its part of the manifest out."""
     # The parameters arrive as JSON and are validated back into the dataclasses above.
-    artifact = await progress.start_artifact(run.outcomes(shard.rows), key=None)
+    artifact = await progress.start_artifact(run.outcomes(shard), key=None)
     reporter = asyncio.create_task(progress.report(run.name, artifact))
     try:
         result: dict[str, Any] = await generate_shard.fn(run, input_plan, shard)
@@ -97,7 +97,7 @@ async def fanout(
     shares = [shard_share(run, shard, input_plan.total_rows) for shard in input_plan.shards]
     children = await shards_watch.start_children(run, input_plan, shard_deployment, shares)
     logger.info("run %s: %d shard(s) started as child flow runs of %s", run.name, len(children), shard_deployment)
-    artifact = await progress.start_artifact(run.outcomes(input_plan.total_rows))
+    artifact = await progress.start_artifact(run.outcomes(input_plan))
     waiting = await shards_watch.watch(
         children,
         total_rows=input_plan.total_rows,

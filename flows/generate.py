@@ -53,8 +53,8 @@ async def generate_videos(input: str, dest: str, *, settings: RunSettings) -> di
     name = safe_label(settings.run_name) if settings.run_name else default_run_name(runtime.flow_run.name)
     run = settings.spec(name=name, input=input, dest=dest)
     input_plan = await plan_input(run, settings.rows_per_shard)
-    artifact = await progress.start_artifact(run.outcomes(input_plan.total_rows))
-    async with resources.engine(run, progress=Progress(total=run.outcomes(input_plan.total_rows))) as engine:
+    artifact = await progress.start_artifact(run.outcomes(input_plan))
+    async with resources.engine(run, progress=Progress(total=run.outcomes(input_plan))) as engine:
         engine.order_shards()
         reporter = asyncio.create_task(progress.report(run.name, artifact))
         try:

@@ -15,8 +15,8 @@ from prefect.utilities.annotations import quote
 
 from i2v import outcomes
 from i2v.engine.spec import RunSpec, batches
+from i2v.inputs.comparison import compared_models
 from i2v.inputs.shards import InputPlan, Shard
-from i2v.inputs.validation import compared_models
 from i2v.outcomes import Origin, RowOutcome
 from orchestration import resources
 from tasks.generation import generate_batch, salvage_batch
@@ -46,9 +46,11 @@ async def generate_shard(run: RunSpec, input_plan: InputPlan, shard: Shard) -> d
             results.append(outcome)
         if rows.unread is not None:
             # The input changed after the run planned it: its rows here are not the plan's.
+            run_models = tuple(spec.name for spec in compared_models(run.models))
             for index in range(shard.first_row, shard.first_row + shard.rows):
-                for model in compared_models(run.models) or (None,):
-                    outcome = outcomes.unread(index, rows.unread, origin, model=None if model is None else model.name)
+                # The plan's count for each row: its own models cell's, else the run's.
+                for model in shard.row_models.get(index, run_models) or (None,):
+                    outcome = outcomes.unread(index, rows.unread, origin, model=model)
                     engine.progress.add(outcome)
                     results.append(outcome)
         groups = batches(rows.rows, run.batch_size(len(rows.rows)))

@@ -73,7 +73,7 @@ async def read_shard_rows(run: RunSpec, input_plan: InputPlan, shard: Shard) -> 
         )
     except InputChanged as exc:
         logger.error("shard %d: %s", shard.index, exc)
-        return RowSet(total=run.outcomes(shard.rows), unread=str(exc))
+        return RowSet(total=run.outcomes(shard), input_rows=shard.rows, unread=str(exc))
     if rows.invalid:
         logger.warning(
             "shard %d: %d invalid row(s), first: %s", shard.index, len(rows.invalid), rows.invalid[0].message

@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from i2v.engine.spec import RunSpec
 from i2v.errors import StorageError
+from i2v.inputs.comparison import compared_models
 from i2v.inputs.shards import InputPlan, Shard
-from i2v.inputs.validation import compared_models
 from i2v.manifest import fallback, merged, reports
 from i2v.manifest import run_table as manifest
 from i2v.manifest import videofolder as export
@@ -94,10 +94,16 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
         written = await asyncio.to_thread(manifest.write_tables, home, run.name, tallied(tally))
         logger.warning("the destination refused the run's manifest (%s); it is written to %s", exc, home.uri)
     manifest_uri = written[f"runs/{run.name}/manifest.parquet"]
+    # The models side by side: the run's --models, then any more that rows' models cells name.
+    compared = list(dict.fromkeys([*(spec.name for spec in compared_models(run.models)), *input_plan.cell_models]))
     summary = replace(
-        tally.summary(wall_s=wall_s), manifest_uri=manifest_uri, fallback=home.uri if home is not dest else None
+        tally.summary(wall_s=wall_s),
+        manifest_uri=manifest_uri,
+        fallback=home.uri if home is not dest else None,
+        input_rows=input_plan.total_rows,
+        models=compared,
     )
-    assert summary.total == run.outcomes(input_plan.total_rows), "every (input row, model) has exactly one outcome"
+    assert summary.total == run.outcomes(input_plan), "every (input row, model) has exactly one outcome"
     report_uri = destination_report_uri = None
     if home is dest:
         try:
@@ -105,11 +111,10 @@ async def publish_manifest(run: RunSpec, input_plan: InputPlan, wall_s: float) -
             # After the merge, from the root: training code sees every completed row of the destination.
             await asyncio.to_thread(export.write_metadata, dest)
             report_uri = await asyncio.to_thread(reports.publish_run_report, dest, run.name, summary, rows())
-            destination_report_uri = await asyncio.to_thread(reports.publish_destination_report, dest)
-            compared = [spec.name for spec in compared_models(run.models)]
-            if compared:
+            if compared:  # before the destination's page, which links to it
                 where = await asyncio.to_thread(publish_comparison, dest, run.name, compared, rows())
                 logger.info("the models side by side: %s", where)
+            destination_report_uri = await asyncio.to_thread(reports.publish_destination_report, dest)
         except StorageError as exc:
             logger.warning(
                 "the run's manifest is written, but the destination's merged manifest, metadata.jsonl or reports"
@@ -154,7 +159,7 @@ def _parts(dest: Destination, spare: Destination | None, run: RunSpec, input_pla
             table = manifest.read_part(spare, key)
         if table is None:
             raise RuntimeError(f"the manifest part of shard {shard.index} is missing")
-        if table.num_rows != run.outcomes(shard.rows):
+        if table.num_rows != run.outcomes(shard):
             raise RuntimeError(f"shard {shard.index} has {table.num_rows} outcomes for {shard.rows} rows")
         yield table
 

@@ -116,6 +116,80 @@ def test_a_comparison_makes_one_job_video_and_manifest_row_per_row_and_model(gri
     assert "models side by side:" in grid["log"].read_text()
 
 
+def test_a_comparison_is_counted_as_rows_times_models_and_linked_from_the_destination(grid: dict[str, Any]) -> None:
+    """The run's summary says "3 rows × 3 models"; the destination's report.html links to the run's compare.html."""
+    dest: Path = grid["dest"]
+    assert "3 rows × 3 models: 8 completed, 0 skipped, 1 failed" in grid["log"].read_text()
+    root = (dest / "report.html").read_text()
+    assert f'class="compare" href="runs/{grid["run"]}/compare.html"' in root
+    assert (dest / "runs" / grid["run"] / "compare.html").exists()
+
+
+def test_models_column_runs_each_row_on_its_own_models(prefect_home: Path, tmp_path: Path) -> None:
+    """A `models` cell runs its row on each model named, a blank one on one; a costly default is warned of first."""
+    write_rows(tmp_path, 1)
+    csv = tmp_path / "own.csv"
+    csv.write_text(
+        "id,image_url,prompt,resolution,duration,models\n"
+        f'harbour,a.png,Boats rock in the harbour,1080p,5,"{MODELS[0]},{MODELS[1]}"\n'
+        "bridge,b.png,A train crosses a bridge,,,\n"
+        f'pier,a.png,Gulls circle over the pier,1080p,5,"{",".join(MODELS)}"\n'
+        f'kite,b.png,A kite over the dunes,1080p,5,"acme/none,{MODELS[1]}"\n'
+    )
+    dest = tmp_path / "out"
+    log = tmp_path / "i2v.log"
+    with emulator() as emu:
+        env = cli_env(emu.base_url, emu.api_key, prefect_home)
+        assert run(["run", str(csv), "--dest", str(dest), "--poll-interval", "0.2"], env, log) == 1
+        created = emu.created()
+    name, manifest = _run_manifest(dest, set())
+    assert created == 6, "2 + 1 + 3 pairs; the row naming an unknown model sends nothing"
+    assert len(manifest) == 7, "one outcome per (row, model), and one for the row that fails"
+    pairs = sorted(zip(manifest["row_index"], manifest["model"].fillna("-"), strict=True))
+    assert pairs == sorted(
+        [(0, MODELS[0]), (0, MODELS[1]), (1, MODELS[0]), (2, MODELS[0]), (2, MODELS[1]), (2, MODELS[2]), (3, "-")]
+    )
+    assert set(manifest[manifest["row_index"] != 3]["status"]) == {"completed"}
+    (bad,) = manifest[manifest["row_index"] == 3].itertuples()
+    assert (bad.status, bad.error_kind) == ("failed", "invalid_input")
+    assert "unknown model 'acme/none'" in str(bad.error_message)
+    assert manifest[manifest["row_index"] == 0]["id"].tolist() == [
+        f"harbour--{m.replace('/', '_')}" for m in MODELS[:2]
+    ]
+    assert manifest[manifest["row_index"] == 1]["id"].tolist() == ["bridge"], "a blank cell: one model, its own id"
+    text = log.read_text()
+    assert text.splitlines()[0] == (
+        f"i2v: warning: 1 row leaves resolution and duration blank, so {MODELS[0]} uses its defaults 1080p and 10 s:"
+        f" about $1.41 a video, its priciest choice (480p and 5 s: $0.21); give --resolution/--duration"
+        " (or the resolution and duration columns) to choose cheaper"
+    ), "said before the run starts"
+    assert "4 rows, 7 (row, model) pairs: 6 completed, 0 skipped, 1 failed" in text
+    assert f"models side by side: {dest / 'runs' / name / 'compare.html'}" in text
+    compare = (dest / "runs" / name / "compare.html").read_text()
+    assert [f'<th data-model="{model}">' in compare for model in MODELS] == [True] * 3
+    assert f'href="runs/{name}/compare.html"' in (dest / "report.html").read_text()
+
+
+def test_estimate_counts_rows_and_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`i2v estimate` says "3 rows × 3 models" for `--models`, and counts pairs when `models` cells differ."""
+    csv = _grid_csv(tmp_path)
+    assert main(["estimate", str(csv), "--models", ",".join(MODELS)]) == 0
+    assert f"{csv}: 3 rows × 3 models, 9 jobs" in capsys.readouterr().out
+    own = tmp_path / "own.csv"
+    own.write_text(
+        "image_url,prompt,resolution,duration,models\n"
+        f'a.png,Boats,1080p,5,"{MODELS[0]},{MODELS[1]}"\n'
+        "a.png,Train,1080p,5,\n"
+        f'a.png,Gulls,1080p,5,"{",".join(MODELS)}"\n'
+    )
+    assert main(["estimate", str(own), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["input_rows"], document["rows"], document["jobs"]) == (3, 6, 6)
+    assert document["models"] == list(MODELS)
+    assert main(["estimate", str(own)]) == 0
+    assert f"{own}: 3 rows, 6 (row, model) pairs, 6 jobs" in capsys.readouterr().out
+
+
 def test_reruns_treat_each_pair_on_its_own(grid: dict[str, Any]) -> None:
     """A rerun of the failed pair reruns only it, unpaid; the comparison again pays nothing; nor does one model."""
     emu: Emulator = grid["emu"]

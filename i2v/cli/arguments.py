@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit_options(validate)
     validate.set_defaults(handler="validate")
 
-    estimate = commands.add_parser("estimate", help="jobs and expected cost of a run", description=_ESTIMATE_HELP)
+    estimate = commands.add_parser(
+        "estimate",
+        help="jobs and expected cost of a run",
+        description=_ESTIMATE_HELP,
+        epilog=default_note(),
+    )
     estimate.add_argument("input", help="CSV, JSON Lines or Parquet file (local path or s3://bucket/key)")
     _add_row_options(estimate)
     _add_format_option(estimate)

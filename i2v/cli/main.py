@@ -31,9 +31,10 @@ from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console, qui
 from i2v.demo import SAMPLE_CSV
 from i2v.engine.spec import safe_label
 from i2v.errors import AuthError, ConfigError, I2VError, OutOfCredits
-from i2v.inputs import preflight
+from i2v.inputs import costly, preflight
+from i2v.inputs.comparison import split_models
 from i2v.inputs.sources import Opener, is_s3, opener_for
-from i2v.inputs.validation import RowSet, check_input, compared_models, read_rows, split_models
+from i2v.inputs.validation import RowSet, check_input, read_rows
 from i2v.limits import Limits
 from i2v.report.summary import Summary
 from i2v.storage.s3_client import endpoint_from_env, make_client
@@ -114,6 +115,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     checks.destination_writable(args.dest)
     if not os.environ.get(_SUPERVISED):
+        # Said once, by the command the user typed, before anything is paid.
+        for costly_default in _costly_defaults(args):
+            print(f"i2v: warning: {costly_default.message()}", file=sys.stderr)
         return _supervise(args.argv, view=_view(args))
     params = {"input": args.input, "dest": args.dest, **settings.parameters()}
     summary = _run_flow("generate_videos", params, view=_view(args), as_json=args.json)
@@ -374,7 +378,7 @@ def _run_flow_on(
         document = {**summary.as_dict(), "run": run, "manifest": home.uri_for(own), **(extra or {})}
         if home is dest:
             document.update(destination_manifest=dest.uri_for(ROOT), report=dest.uri_for("report.html"))
-            if compared_models(params.get("models") or ()):
+            if summary.models:
                 document.update(comparison=dest.uri_for(comparison_key(run)))
         print(json.dumps(document, indent=2, default=str))
     elif summary.total:
@@ -384,7 +388,7 @@ def _run_flow_on(
         if home is dest:
             print(f"report: {dest.uri_for(f'runs/{run}/report.html')} (this run's rows)")
             print(f"destination's manifest: {dest.uri_for(ROOT)}; report: {dest.uri_for('report.html')}")
-            if compared_models(params.get("models") or ()):
+            if summary.models:
                 print(f"models side by side: {dest.uri_for(comparison_key(run))}")
     if halted or (isinstance(result, BaseException) and resources.halted()):
         print(_resume_hint(home, own), file=sys.stderr)
@@ -457,9 +461,28 @@ def _estimate(args: argparse.Namespace) -> int:
         else:
             live, url, error = preflight.live_prices(base_url_from_env())
             result = preflight.estimate(args.input, rows, live=live, live_url=url, live_error=error)
-        return result.as_dict(), preflight.estimate_text(result), not result.invalid
+        text = preflight.estimate_text(result)
+        dear = _costly_defaults(args)
+        if dear:
+            text += "\n\n" + "\n".join(f"warning: {item.message()}" for item in dear)
+        document = {**result.as_dict(), "costly_defaults": [item.as_dict() for item in dear]}
+        return document, text, not result.invalid
 
     return _preflight(args, report)
+
+
+def _costly_defaults(args: argparse.Namespace) -> list[costly.CostlyDefault]:
+    """Rows left to a model's dear defaults (see :mod:`i2v.inputs.costly`), as the command's options give them."""
+    return costly.scan(
+        args.input,
+        model=args.model,
+        models=split_models(args.models),
+        route=args.api_path,
+        defaults=row_defaults(args),
+        format=args.format,
+        opener=_opener(args.input),
+        columns=columns_given(args),
+    )
 
 
 def _preflight(args: argparse.Namespace, report: Callable[[RowSet], tuple[dict[str, Any], str, bool]]) -> int:

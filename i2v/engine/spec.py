@@ -17,7 +17,8 @@ from typing import Any, Literal
 from i2v.api.downloads import DownloadRules
 from i2v.api.models import DEFAULT_MODEL, RouteName
 from i2v.errors import ConfigError, I2VError, InputError
-from i2v.inputs.validation import compared_models, split_models
+from i2v.inputs.comparison import compared_models, split_models
+from i2v.inputs.shards import InputPlan, Shard
 from i2v.limits import Limits
 from i2v.outcomes import RowOutcome
 
@@ -87,9 +88,12 @@ class RunSpec:
         except InputError as exc:
             raise ConfigError(f"models: {exc.reason}") from None
 
-    def outcomes(self, input_rows: int) -> int:
-        """Manifest rows a run of ``input_rows`` rows makes: one per (row, model) in a comparison."""
-        return input_rows * max(1, len(compared_models(self.models)))
+    def outcomes(self, part: Shard | InputPlan) -> int:
+        """Manifest rows a run of an input (or a shard of it) makes: one per (row, model) in a comparison.
+
+        A row's own ``models`` cell counts for it in place of the run's ``--models``.
+        """
+        return part.outcomes(max(1, len(compared_models(self.models))))
 
     def batch_size(self, shard_rows: int) -> int:
         """Rows per task run for a shard: one for small shards, so few task runs for large ones."""

@@ -25,6 +25,7 @@ from PIL import Image
 
 from i2v.api import prices
 from i2v.api.prices import credits
+from i2v.inputs import comparison
 from i2v.inputs.row import InvalidRow, Row
 from i2v.inputs.validation import RowSet
 from i2v.limits import MAX_REDIRECTS
@@ -132,6 +133,10 @@ class CostEstimate:
     #: Where the live catalogue was asked (None: it was not), and why it gave nothing.
     live_url: str | None = None
     live_error: str | None = None
+    #: Rows of the input (``rows`` counts (row, model) pairs in a comparison); None: as many as ``rows``.
+    input_rows: int | None = None
+    #: The models a comparison runs rows on.
+    models: list[str] = field(default_factory=list)
 
     @property
     def jobs(self) -> int:
@@ -154,6 +159,8 @@ class CostEstimate:
         return {
             "input": self.input,
             "rows": self.rows,
+            "input_rows": self.rows if self.input_rows is None else self.input_rows,
+            "models": self.models,
             "jobs": self.jobs,
             "duplicates": self.duplicates,
             "credits": self.credits,
@@ -341,7 +348,17 @@ def estimate(
         )
         for (model, resolution, seconds), each in sorted(groups.items(), key=_by_model_resolution_duration)
     ]
-    return CostEstimate(str(path), rows.total, lines, duplicates, invalid_rows(rows), live_url, live_error)
+    return CostEstimate(
+        str(path),
+        rows.total,
+        lines,
+        duplicates,
+        invalid_rows(rows),
+        live_url,
+        live_error,
+        input_rows=rows.input_rows,
+        models=rows.compared,
+    )
 
 
 # --- what people read ----------------------------------------------------------------------
@@ -377,7 +394,8 @@ def estimate_text(result: CostEstimate) -> str:
     if unpriced:
         rows.append(("price unknown", "", "", unpriced, "-", "-"))
     lines = _table(("model", "resolution", "duration", "jobs", "credits", "USD"), rows, right=(2, 3, 4, 5))
-    counted = f"{result.input}: {result.rows} rows, {result.jobs} jobs"
+    input_rows = result.rows if result.input_rows is None else result.input_rows
+    counted = f"{result.input}: {comparison.counted(input_rows, result.rows, len(result.models))}, {result.jobs} jobs"
     if result.duplicates:
         counted += f" ({result.duplicates} duplicate rows counted once)"
     lines += ["", counted]

@@ -5,7 +5,7 @@ what comes before. :func:`plan` makes one pass over the file (parsing, not valid
 to find the shard boundaries, count the rows and catch ids reused for different work
 across the whole file; :func:`read_records` reads one shard's records. Nothing here holds
 more than one record at a time, except the plan's id index, which lives only while
-planning.
+planning, and the models named by rows that have a ``models`` cell.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from i2v.errors import InputChanged, InputError
+from i2v.inputs import comparison
 from i2v.inputs.csv_reader import ROW_INDEX_COLUMN, Reading, Record
 from i2v.inputs.safe_names import disambiguated, output_name
 from i2v.inputs.sources import Format, InputVersion, Opener, input_format, input_version, open_local
@@ -36,6 +37,13 @@ class Shard:
     id_conflicts: Mapping[int, str] = field(default_factory=dict)
     #: Row index → its output name, where the usual one was taken by another id.
     names: Mapping[int, str] = field(default_factory=dict)
+    #: Row index → the models its ``models`` cell names (rows with one only; see :mod:`i2v.inputs.comparison`).
+    row_models: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def outcomes(self, run_pairs: int) -> int:
+        """Outcomes the shard's rows make when a row without a ``models`` cell makes ``run_pairs``."""
+        own = sum(max(1, len(models)) for models in self.row_models.values())
+        return (self.rows - len(self.row_models)) * run_pairs + own
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,14 @@ class InputPlan:
     columns: Mapping[str, str] = field(default_factory=dict)
     #: The version of the input the plan was made from (:func:`~i2v.inputs.sources.input_version`).
     version: InputVersion | None = None
+    #: Rows with a ``models`` cell, the outcomes they make, and the models they name (first seen first).
+    cell_rows: int = 0
+    cell_pairs: int = 0
+    cell_models: tuple[str, ...] = ()
+
+    def outcomes(self, run_pairs: int) -> int:
+        """Outcomes the whole input makes when a row without a ``models`` cell makes ``run_pairs``."""
+        return (self.total_rows - self.cell_rows) * run_pairs + self.cell_pairs
 
     def only(self, shard: Shard) -> InputPlan:
         """This plan reduced to one shard: what a shard's own flow run needs to know."""
@@ -87,6 +103,9 @@ def plan(
         start: tuple[int, int, int] | None = None  # (first row, offset, line)
         conflicts: dict[int, str] = {}
         names: dict[int, str] = {}
+        own: dict[int, tuple[str, ...]] = {}
+        cell_pairs = 0
+        cell_models: dict[str, None] = {}
         count = 0
         for offset, record in records:
             if count == limits.max_rows:
@@ -96,8 +115,10 @@ def plan(
                 )
             if start is None or (offset is not None and count - start[0] >= rows_per_shard):
                 if start is not None:
-                    shards.append(Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names))
-                    conflicts, names = {}, {}
+                    shards.append(
+                        Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names, own)
+                    )
+                    conflicts, names, own = {}, {}, {}
                 # Only a record that starts a chunk of the file can start a shard.
                 assert offset is not None
                 start = (record.index, offset, record.line)
@@ -106,10 +127,29 @@ def plan(
                 conflicts[record.index] = conflict
             if name:
                 names[record.index] = name
+            models = comparison.cell_models(record.cells)
+            if models is not None:
+                own[record.index] = models
+                cell_pairs += max(1, len(models))
+                if len(models) > 1:
+                    cell_models.update(dict.fromkeys(models))
             count += 1
         if start is not None:
-            shards.append(Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names))
-    return InputPlan(source, header, count, tuple(shards), limits.max_row_bytes, fmt, columns=renamed, version=version)
+            shards.append(Shard(len(shards), start[0], count - start[0], start[1], start[2], conflicts, names, own))
+    cell_rows = sum(len(shard.row_models) for shard in shards)
+    return InputPlan(
+        source,
+        header,
+        count,
+        tuple(shards),
+        limits.max_row_bytes,
+        fmt,
+        columns=renamed,
+        version=version,
+        cell_rows=cell_rows,
+        cell_pairs=cell_pairs,
+        cell_models=tuple(cell_models),
+    )
 
 
 def read_records(input_plan: InputPlan, shard: Shard, *, opener: Opener = open_local) -> Iterator[Record]:

@@ -7,12 +7,13 @@ request parameter of the row's model (``resolution``, ``duration``, ``aspect_rat
 ``negative_prompt``, ``seed``, ``enhance_prompt``, ...). A blank cell means "use the
 run's default", and failing that the model's.
 
-A comparison (``models``: two or more model names) runs every row on each model: the
-row becomes one row per (row, model), each with the key of its own work, the input's
-``row_index``, and, when the row has an ``id``, the id ``<id>--<model tag>`` so that each
-pair's outputs have names of their own (a rerun of the manifest finds them again). A
-setting a compared model has no field for is not sent to it; a value outside a field's
-choices fails that pair only; a row that names a ``model`` fails (the run names them).
+A comparison (``--models``, or a row's own ``models`` cell: two or more model names, see
+:mod:`i2v.inputs.comparison`) runs the row on each model: it becomes one row per (row,
+model), each with the key of its own work, the input's ``row_index``, and, when the row
+has an ``id``, the id ``<id>--<model tag>`` so that each pair's outputs have names of
+their own (a rerun of the manifest finds them again). A setting a compared model has no
+field for is not sent to it; a value outside a field's choices fails that pair only; a
+row that also names a ``model`` fails (the comparison names them).
 
 Every row comes out either valid (:class:`~i2v.inputs.row.Row`) or invalid
 (:class:`~i2v.inputs.row.InvalidRow`, with the field and the reason); one bad row never
@@ -44,7 +45,8 @@ from i2v.api.models import (
     get_model,
 )
 from i2v.errors import InputError
-from i2v.inputs import csv_reader, shards
+from i2v.inputs import comparison, csv_reader, shards
+from i2v.inputs.comparison import MODELS_COLUMN, compared_models, split_models
 from i2v.inputs.csv_reader import REQUIRED_COLUMNS, ROW_INDEX_COLUMN
 from i2v.inputs.row import (
     DATA_URI,
@@ -58,7 +60,7 @@ from i2v.inputs.safe_names import output_name
 from i2v.inputs.sources import Opener, is_s3, open_local
 from i2v.limits import MAX_ID_CHARS, Limits, megabytes
 
-RESERVED_COLUMNS = ("id", "model", "api_path", *REQUIRED_COLUMNS, ROW_INDEX_COLUMN)
+RESERVED_COLUMNS = ("id", "model", MODELS_COLUMN, "api_path", *REQUIRED_COLUMNS, ROW_INDEX_COLUMN)
 #: Where a copy of each local or inline image is kept in the destination, by content.
 INPUTS_PREFIX = "inputs/"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
@@ -80,6 +82,10 @@ class RowSet:
     invalid: list[InvalidRow] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     total: int = 0
+    #: Records of the input read (``total`` counts one outcome per (row, model) in a comparison).
+    input_rows: int = 0
+    #: The models rows were compared on (``--models``, then those of rows' ``models`` cells).
+    compared: list[str] = field(default_factory=list)
     #: Why the rows could not be read at all (the input changed after it was planned):
     #: each of the ``total`` rows fails with it.
     unread: str | None = None
@@ -109,6 +115,8 @@ def read_rows(
         rows.rows += part.rows
         rows.invalid += part.invalid
         rows.total += part.total
+        rows.input_rows += part.input_rows
+        rows.compared += [name for name in part.compared if name not in rows.compared]
     return rows
 
 
@@ -134,7 +142,22 @@ def read_shard(
     )
     result = RowSet(ignored_columns=ignored_columns(input_plan.header))
     for record in shards.read_records(input_plan, shard, opener=opener):
-        for spec in compared or (None,):
+        result.input_rows += 1
+        try:
+            row_compared: tuple[ModelSpec, ...] | None = comparison.row_models(record.cells, compared)
+        except InputError as exc:
+            # Planning counted this row once: it fails once, naming the model the catalogue lacks.
+            result.total += 1
+            result.invalid.append(
+                InvalidRow(record.shown_index, record.line, "models", exc.reason, _shown_cells(record.cells), None)
+            )
+            continue
+        single = None
+        if row_compared is None:  # the cell names one model: the row runs on it alone
+            single, row_compared = get_model(split_models(record.cells[MODELS_COLUMN])[0]), ()
+        own = bool(split_models(record.cells.get(MODELS_COLUMN)))
+        result.compared += [spec.name for spec in row_compared if spec.name not in result.compared]
+        for spec in row_compared or (None,):
             result.total += 1
             try:
                 if record.problem:
@@ -145,7 +168,9 @@ def read_shard(
                 if conflict:
                     raise _Problem("id", conflict)
                 name = shard.names.get(record.index)
-                row = validator.validate(record.shown_index, record.line, record.cells, name=name, compared=spec)
+                row = validator.validate(
+                    record.shown_index, record.line, record.cells, name=name, compared=spec, single=single, own=own
+                )
             except _Problem as problem:
                 # A pair's reason names its model (most of the model's own checks already do).
                 reason = problem.reason
@@ -159,28 +184,6 @@ def read_shard(
                 continue
             result.rows.append(row)
     return result
-
-
-def compared_models(names: Sequence[str]) -> tuple[ModelSpec, ...]:
-    """The models a comparison runs every row on, each once; () when there is no comparison.
-
-    One name is no comparison: the run is that model's, with the keys and names of any run of it.
-    """
-    found: dict[str, ModelSpec] = {}
-    for name in names:
-        if not name.strip():
-            continue
-        try:
-            spec = get_model(name)
-        except KeyError as exc:
-            raise InputError(str(exc.args[0]), field="models") from None
-        found.setdefault(spec.name, spec)
-    return tuple(found.values()) if len(found) > 1 else ()
-
-
-def split_models(text: str | None) -> tuple[str, ...]:
-    """``a,b,c`` (as ``--models`` takes it) as model names."""
-    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
 def model_tag(model: str) -> str:
@@ -242,11 +245,15 @@ class _RowValidator:
         *,
         name: str | None = None,
         compared: ModelSpec | None = None,
+        single: ModelSpec | None = None,
+        own: bool = False,
     ) -> Row:
-        if compared is not None and cells.get("model", "").strip():
-            # The row would name one model and the run several: which the user meant is not ours to guess.
-            raise _Problem("model", "names one model, but the run compares models (--models): leave it blank")
-        spec = compared or self._model(cells.get("model", ""))
+        if (compared or single) is not None and cells.get("model", "").strip():
+            # The row would name one model and the run (or its models cell) others: which the user
+            # meant is not ours to guess.
+            where = "its models cell" if own else "the run (--models)"
+            raise _Problem("model", f"names one model, but {where} names the models to run: leave it blank")
+        spec = compared or single or self._model(cells.get("model", ""))
         if spec.unsupported:
             raise _Problem("model", f"{spec.name} cannot be run by this pipeline: it {spec.unsupported}")
         wanted = cells.get("api_path", "").strip().lower() or self.route

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from i2v.manifest.merged import ROOT
 from i2v.manifest.run_table import open_parquet
+from i2v.report.comparison import comparison_key
 from i2v.report.page import COLUMNS, Href, ReportSummary, publish_report
 from i2v.report.summary import RunTotals, Summary, Tally
 from i2v.storage.destination import Destination
@@ -55,7 +56,7 @@ TALLY_COLUMNS = (
     "params",
     "run",
 )
-_RUN_FILE = re.compile(r"^runs/([^/]+)/(?:manifest\.parquet|report\.html)$")
+_RUN_FILE = re.compile(r"^runs/([^/]+)/(manifest\.parquet|report\.html|compare\.html)$")
 
 
 def run_report_key(run: str) -> str:
@@ -97,13 +98,19 @@ def publish_destination_report(
             tally = Tally(by_run=True)
             for record in _records(table, [name for name in TALLY_COLUMNS if name in present]):
                 tally.add(record)
-            listed = _runs_with_files(dest)
+            listed, compared = _runs_with_files(dest)
             by_run = {totals.run: totals for totals in tally.runs()}
             runs = [
                 (by_run.get(run) or RunTotals(run=run), run_report_key(run) if listed.get(run) else None)
                 for run in sorted({*by_run, *listed})
             ]
-            page = ReportSummary.of_destination(tally.summary(), runs, destination=dest.uri, written_at=written_at)
+            page = ReportSummary.of_destination(
+                tally.summary(),
+                runs,
+                destination=dest.uri,
+                written_at=written_at,
+                comparisons={run: comparison_key(run) for run in sorted(compared)},
+            )
             rows = _records(table, [name for name in dict.fromkeys(READ_COLUMNS) if name in present])
             return publish_report(dest, page, rows, key=DESTINATION_REPORT, href=href)
 
@@ -114,11 +121,17 @@ def _records(table: pq.ParquetFile, columns: list[str]) -> Iterator[dict[str, An
         yield from batch.to_pylist()
 
 
-def _runs_with_files(dest: Destination) -> dict[str, bool]:
-    """The runs of the destination (those with a manifest or a page), and whether each has its page."""
+def _runs_with_files(dest: Destination) -> tuple[dict[str, bool], set[str]]:
+    """The destination's runs (with a manifest or a page) and whether each has its page; runs with a comparison view."""
     runs: dict[str, bool] = {}
+    compared: set[str] = set()
     for key in dest.list_sizes("runs/"):
         match = _RUN_FILE.match(key)
-        if match:
-            runs[match.group(1)] = runs.get(match.group(1), False) or key.endswith("/report.html")
-    return runs
+        if not match:
+            continue
+        run, name = match.groups()
+        if name == "compare.html":
+            compared.add(run)
+            continue
+        runs[run] = runs.get(run, False) or name == "report.html"
+    return runs, compared

@@ -41,7 +41,7 @@ import json
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib import resources
 from pathlib import PurePosixPath
@@ -140,6 +140,8 @@ class ReportSummary:
     runs: tuple[tuple[RunTotals, str | None], ...] = ()
     #: A run's page: the key of the destination's report, linked from the header (None: no link).
     destination_report: str | None = None
+    #: The destination's page: run → the key of its comparison view (``runs/<run>/compare.html``).
+    comparisons: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -177,8 +179,12 @@ class ReportSummary:
         *,
         destination: str,
         written_at: datetime | None = None,
+        comparisons: Mapping[str, str] | None = None,
     ) -> ReportSummary:
-        """The header of a destination's rows, each run with the key of its report (None: it has none)."""
+        """The header of a destination's rows, each run with the key of its report (None: it has none).
+
+        ``comparisons``: the runs that compared models, with the key of each one's comparison view.
+        """
         return cls(
             run="",
             destination=destination,
@@ -194,6 +200,7 @@ class ReportSummary:
             written_at=written_at,
             scope="destination",
             runs=tuple(runs),
+            comparisons=dict(comparisons or {}),
         )
 
 
@@ -442,6 +449,10 @@ def _runs_table(summary: ReportSummary, href: Href) -> str:
         link = _link(href(key)) if key else None
         name = e(totals.run or "(no run)")
         cell = f'<a href="{e(link)}">{name}</a>' if link else name
+        compare_key = summary.comparisons.get(totals.run)
+        compare = _link(href(compare_key)) if compare_key else None
+        if compare:
+            cell += f' <a class="compare" href="{e(compare)}">models side by side</a>'
         lines.append(
             f'<tr data-run="{e(totals.run)}"><td class="run">{cell}</td><td>{totals.total:,}</td>'
             f"<td>{totals.completed:,}</td><td>{totals.failed:,}</td><td>{totals.skipped:,}</td>"
@@ -451,7 +462,7 @@ def _runs_table(summary: ReportSummary, href: Href) -> str:
         )
     opened = " open" if len(summary.runs) <= RUNS_SHOWN_OPEN else ""
     return f"""<details id="runs"{opened}><summary>Runs ({len(summary.runs):,}): the rows whose latest outcome each
-produced, what they cost, and each run's own report</summary>
+produced, what they cost, and each run's own report (and a comparison's models side by side)</summary>
 <table id="runs-table">
 <thead><tr><th>run</th><th>rows</th><th>completed</th><th>failed</th><th>skipped</th><th>credits used</th>
 <th>USD</th><th>estimated</th></tr></thead>

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from i2v.api.prices import CREDITS_PER_USD, credits, estimate
+from i2v.inputs.comparison import counted
 from i2v.outcomes import RowOutcome
 
 _MESSAGE_WIDTH = 100
@@ -54,6 +55,10 @@ class Summary:
     manifest_uri: str | None = None
     #: The local folder that took the run's manifest because the destination refused it.
     fallback: str | None = None
+    #: Rows of the input (``total`` counts (row, model) pairs in a comparison); None: as many as ``total``.
+    input_rows: int | None = None
+    #: The models a comparison ran rows on, side by side in its ``compare.html``; empty when it compared none.
+    models: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,6 +237,8 @@ def markdown(summary: Summary, *, dest_uri: str, manifest_uri: str) -> str:
         f"Destination: `{dest_uri}`  ",
         f"Manifest: `{manifest_uri}`",
         "",
+        f"Input: {_counted(summary)}.",
+        "",
         "| rows | completed | skipped | failed | credits used | USD | estimated credits (USD) | stored |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {summary.total} | {summary.completed} | {summary.skipped} | {summary.failed} "
@@ -264,7 +271,7 @@ def _skip_words(kind: str) -> str:
 
 def console_summary(summary: Summary, *, manifest_uri: str) -> str:
     """The end of a run on a terminal: totals, failures by kind, the first few failures."""
-    totals = f"{summary.total} rows: {summary.completed} completed, {summary.skipped} skipped, {summary.failed} failed"
+    totals = f"{_counted(summary)}: {summary.completed} completed, {summary.skipped} skipped, {summary.failed} failed"
     if summary.wall_s is not None:
         totals += f" in {summary.wall_s}s"
     lines = [totals]
@@ -289,6 +296,12 @@ def console_summary(summary: Summary, *, manifest_uri: str) -> str:
             " destination once it has room, and the next run merges it"
         )
     return "\n".join(lines)
+
+
+def _counted(summary: Summary) -> str:
+    """``10 rows``, or ``10 rows × 3 models`` for a comparison."""
+    rows = summary.total if summary.input_rows is None else summary.input_rows
+    return counted(rows, summary.total, len(summary.models))
 
 
 def _clip(text: str) -> str:
