@@ -3,7 +3,7 @@
     python -m bench.scaleout [--rows 400] [--rows-per-shard 50] [--quick]
 
 One ``prefect server start`` on PostgreSQL (fresh PREFECT_HOME and database, loopback)
-set up as the README's "Scaling out" says (``deployments/deploy.py``: pool, shared
+set up as deployments/README.md's "Scaling out" says (``deployments/deploy.py``: pool, shared
 concurrency limit, lost-run automation, deployments); then for each side (1 worker, 2
 workers, 2 workers of which one is lost) a fresh emulator with ample slots, that many
 ``deployments/worker.sh`` processes (each taking ``--worker-limit`` flow runs at once; the

@@ -1,6 +1,6 @@
 """A Prefect server on PostgreSQL and workers as real processes on loopback (distributed test, bench/scaleout).
 
-Everything is started the way the README says (PostgreSQL with ``initdb`` and
+Everything is started the way deployments/README.md says (PostgreSQL with ``initdb`` and
 ``pg_ctl``, ``prefect server start`` on it, ``make deploy``, ``deployments/worker.sh`` or
 ``prefect worker start --pool i2v``) and stopped by process id whatever happens:
 workers first, then the server (a worker whose server is gone may ignore SIGTERM),

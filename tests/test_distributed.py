@@ -1,7 +1,7 @@
 """Scale-out on a real Prefect server: work pool, shared concurrency limit, two workers, S3, the emulator.
 
 One server, one emulator and two workers serve the whole module, set up exactly as the
-README's "Scaling out" says: PostgreSQL, ``prefect server start`` on it, ``python -m
+deployments/README.md's "Scaling out" says: PostgreSQL, ``prefect server start`` on it, ``python -m
 orchestration.secrets`` (the API key into a Secret block, so the workers' environment
 has none), ``deployments/deploy.py`` (what ``make deploy`` runs: pool, limit, lost-run
 automation, deployments from ``prefect.yaml``), then one worker with
