@@ -15,16 +15,16 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from i2v.errors import StorageError
 from i2v.storage.s3_errors import storage_error
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-    from i2v.storage.s3 import S3Destination
 
 #: Parts of one upload on their way at once, beyond the one being filled, when they are
 #: held in memory. Parts read back from a local copy cost no memory and are never waited
@@ -32,6 +32,19 @@ if TYPE_CHECKING:
 PARTS_IN_FLIGHT = 2
 #: The checksum a multipart upload declares for its parts, as s3transfer declares it.
 PART_CHECKSUM = "CRC32"
+
+
+class UploadTarget(Protocol):
+    """Where an upload goes and what it shares (an S3 destination is one)."""
+
+    client: S3Client
+    bucket: str
+    part_size: int
+    spool_dir: Path | None
+
+    def upload_pool(self) -> ThreadPoolExecutor:
+        """The threads that upload parts, shared by every upload to the target."""
+        ...
 
 
 class MultipartWriter:
@@ -47,7 +60,7 @@ class MultipartWriter:
     A part that failed is raised at the next write.
     """
 
-    def __init__(self, dest: S3Destination, key: str, content_type: str, *, local_copy: bool = False) -> None:
+    def __init__(self, dest: UploadTarget, key: str, content_type: str, *, local_copy: bool = False) -> None:
         self.dest = dest
         self.key = key
         self.content_type = content_type
