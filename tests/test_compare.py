@@ -17,7 +17,7 @@ from i2v.demo import SAMPLE_CSV
 from i2v.inputs.validation import read_rows
 from i2v.media.probe import probe
 from i2v.report.comparison import render_comparison
-from i2v.report.page import relative_href
+from i2v.report.links import relative_href
 from tests.emulated import Emulator, emulator
 from tests.runs import cli_env, run, write_rows
 from tests.test_report_page import Seen, browser, page  # noqa: F401 - the browser fixtures

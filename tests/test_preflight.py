@@ -21,7 +21,7 @@ from PIL import Image
 from i2v.api import prices
 from i2v.cli.main import main
 from i2v.demo import SAMPLE_CSV
-from i2v.inputs import preflight
+from i2v.inputs import image_checks
 from tests.conftest import free_port
 from tests.loopback import serving
 
@@ -263,8 +263,8 @@ def test_url_checks_stay_within_the_concurrency(images: ImageServer) -> None:
     urls = [f"{images.base_url}/slow/{n}.png" for n in range(12)]
 
     async def check() -> dict[str, str | None]:
-        async with preflight.image_client(timeout_s=5, concurrency=3) as http:
-            return await preflight.check_urls(http, urls, concurrency=3)
+        async with image_checks.image_client(timeout_s=5, concurrency=3) as http:
+            return await image_checks.check_urls(http, urls, concurrency=3)
 
     answers = asyncio.run(check())
     assert answers == dict.fromkeys(urls)

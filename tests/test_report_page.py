@@ -27,17 +27,11 @@ from i2v.manifest import reports as reports_of
 from i2v.manifest import run_table as manifest
 from i2v.media.probe import probe
 from i2v.outcomes import RowOutcome
-from i2v.report.page import (
-    COLUMNS,
-    CONTENT_SECURITY_POLICY,
-    PAGE_SIZE,
-    SCRIPT,
-    STYLE,
-    ReportSummary,
-    publish_report,
-    relative_href,
-    render_report,
-)
+from i2v.report.links import relative_href
+from i2v.report.page import PAGE_SIZE, publish_report, render_report
+from i2v.report.page_assets import CONTENT_SECURITY_POLICY, SCRIPT, STYLE
+from i2v.report.page_cards import COLUMNS
+from i2v.report.page_header import ReportSummary
 from i2v.report.summary import Tally, console_summary, markdown
 from i2v.storage.local import LocalDestination
 from i2v.storage.s3 import S3Destination

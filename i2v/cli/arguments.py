@@ -12,7 +12,7 @@ from i2v.api import prices
 from i2v.api.models import DEFAULT_MODEL, get_model
 from i2v.emulator.cli import add_arguments as add_emulator_arguments
 from i2v.engine.spec import DEFAULT_MAX_IN_FLIGHT, DEFAULT_ROWS_PER_SHARD
-from i2v.inputs import preflight
+from i2v.inputs import image_checks
 from i2v.inputs.sources import FORMATS
 from i2v.limits import MIB, Limits
 
@@ -95,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--concurrency",
         type=int,
-        default=preflight.DEFAULT_CONCURRENCY,
+        default=image_checks.DEFAULT_CONCURRENCY,
         help="image URLs asked at once (default: %(default)s)",
     )
     validate.add_argument(
         "--timeout",
         type=float,
-        default=preflight.DEFAULT_TIMEOUT_S,
+        default=image_checks.DEFAULT_TIMEOUT_S,
         help="seconds an image URL may take to answer (default: %(default)s)",
     )
     _add_limit_options(validate)

@@ -31,7 +31,7 @@ from i2v.cli.progress_view import LiveBar, View, choose_view, quiet_console, qui
 from i2v.demo import SAMPLE_CSV
 from i2v.engine.spec import safe_label
 from i2v.errors import AuthError, ConfigError, I2VError, OutOfCredits
-from i2v.inputs import costly, preflight
+from i2v.inputs import cost_estimate, costly, image_checks, input_problems
 from i2v.inputs.comparison import split_models
 from i2v.inputs.sources import Opener, is_s3, opener_for
 from i2v.inputs.validation import RowSet, check_input, read_rows
@@ -441,15 +441,15 @@ def _validate(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.timeout <= 0:
         raise ConfigError("--concurrency must be at least 1 and --timeout more than 0")
 
-    async def checked(rows: RowSet) -> preflight.Validation:
+    async def checked(rows: RowSet) -> input_problems.Validation:
         if args.no_network:
-            return await preflight.validate(args.input, rows, http=None)
-        async with preflight.image_client(timeout_s=args.timeout, concurrency=args.concurrency) as http:
-            return await preflight.validate(args.input, rows, http=http, concurrency=args.concurrency)
+            return await input_problems.validate(args.input, rows, http=None)
+        async with image_checks.image_client(timeout_s=args.timeout, concurrency=args.concurrency) as http:
+            return await input_problems.validate(args.input, rows, http=http, concurrency=args.concurrency)
 
     def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
         result = asyncio.run(checked(rows))
-        return result.as_dict(), preflight.validation_text(result), result.ok
+        return result.as_dict(), input_problems.validation_text(result), result.ok
 
     return _preflight(args, report)
 
@@ -457,11 +457,11 @@ def _validate(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     def report(rows: RowSet) -> tuple[dict[str, Any], str, bool]:
         if args.no_network:
-            result = preflight.estimate(args.input, rows)
+            result = cost_estimate.estimate(args.input, rows)
         else:
-            live, url, error = preflight.live_prices(base_url_from_env())
-            result = preflight.estimate(args.input, rows, live=live, live_url=url, live_error=error)
-        text = preflight.estimate_text(result)
+            live, url, error = cost_estimate.live_prices(base_url_from_env())
+            result = cost_estimate.estimate(args.input, rows, live=live, live_url=url, live_error=error)
+        text = cost_estimate.estimate_text(result)
         dear = _costly_defaults(args)
         if dear:
             text += "\n\n" + "\n".join(f"warning: {item.message()}" for item in dear)

@@ -24,7 +24,10 @@ import pyarrow.parquet as pq
 from i2v.manifest.merged import ROOT
 from i2v.manifest.run_table import open_parquet
 from i2v.report.comparison import comparison_key
-from i2v.report.page import COLUMNS, Href, ReportSummary, publish_report
+from i2v.report.links import Href
+from i2v.report.page import publish_report
+from i2v.report.page_cards import COLUMNS
+from i2v.report.page_header import ReportSummary
 from i2v.report.summary import RunTotals, Summary, Tally
 from i2v.storage.destination import Destination
 

@@ -4,7 +4,7 @@ One line per input row: its image, its prompt, then its videos side by side, one
 per compared model, each with its duration, resolution, credits and generation time
 under it (or why it has no video). The page is static HTML: no script runs, every value
 from the rows is escaped, links with a scheme other than http(s) or file are dropped
-(:func:`i2v.report.page.relative_href` makes them), and a Content-Security-Policy pins
+(:func:`i2v.report.links.relative_href` makes them), and a Content-Security-Policy pins
 it to its own inline style by hash. Videos load only when played (``preload="none"``,
 the thumbnail as poster), so a large run's page stays light.
 
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from i2v.api.prices import credits
-from i2v.report.page import Href, relative_href
+from i2v.report.links import Href, relative_href
 from i2v.storage.destination import Destination
 
 STYLE = """
