@@ -1,6 +1,6 @@
 """A run never outlives its command: the processes of a run end when the one that started them does.
 
-``i2v run`` works in a child process of its own session (see :mod:`i2v.cli.main`), and
+``i2v run`` works in a child process of its own session (see :mod:`i2v.cli.supervised`), and
 that child starts Prefect's local server. Neither would hear of the command being killed:
 a SIGKILL of the command, or of its process group, is sent to no one else. So, on Linux,
 each asks the kernel (``prctl(PR_SET_PDEATHSIG)``) for a signal when its parent ends,

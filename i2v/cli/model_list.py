@@ -7,10 +7,29 @@ defaults cost by the dated price table.
 
 from __future__ import annotations
 
+import argparse
+import json
 from typing import Any
 
 from i2v.api import prices
-from i2v.api.models import DEFAULT_MODEL, ModelSpec, Param, Route
+from i2v.api.models import DEFAULT_MODEL, MODELS, ModelSpec, Param, Route, get_model
+from i2v.errors import ConfigError
+
+
+def command(args: argparse.Namespace) -> int:
+    """``i2v models [NAME]``: every model, or the one named in full, as text or ``--json``."""
+    if args.name:
+        try:
+            specs = [get_model(args.name)]
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+    else:
+        specs = list(MODELS.values())
+    if args.json:
+        print(json.dumps([as_dict(spec) for spec in specs], indent=1))
+    else:
+        print(text(specs, detailed=bool(args.name)))
+    return 0
 
 
 def _default_price(spec: ModelSpec) -> dict[str, Any] | None:
