@@ -2,7 +2,8 @@
 
 A run's settings (:mod:`~i2v.engine.spec`); how many jobs are at the provider at once
 (:mod:`~i2v.engine.admission`) and when each is polled (:mod:`~i2v.engine.pacing`);
-submit and wait (:mod:`~i2v.engine.jobs`); the video's download into the destination
+submit and wait (:mod:`~i2v.engine.jobs`); a finished video collected
+(:mod:`~i2v.engine.collect`): downloaded into the destination
 (:mod:`~i2v.engine.download`) under a name no other work has
 (:mod:`~i2v.engine.output_names`); the journal and the records that make a run
 resumable (:mod:`~i2v.engine.journal`, :mod:`~i2v.engine.records`); what stops a run

@@ -9,8 +9,9 @@
         ─▶ record ─▶ give the claim back ─▶ outcome
 
 One :class:`Engine` serves a whole run in a process: every batch of every shard shares
-its admission limiter, poll pacer, clients and thread pool, so a slot freed by any row
-is taken by the next waiting row, whichever batch it is in. Nothing per row outlives
+its admission limiter, poll pacer, clients, thread pools and video collector
+(:mod:`~i2v.engine.collect`, which stores each finished video), so a slot freed by any
+row is taken by the next waiting row, whichever batch it is in. Nothing per row outlives
 the row: outcomes go to the records as they are known and back to the caller.
 
 A batch run on a Prefect retry redoes only its unfinished rows: every other row finds
@@ -24,9 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import httpx
 
@@ -37,34 +38,27 @@ from i2v.api.metrics import Durations
 from i2v.engine import jobs
 from i2v.engine.admission import AdmissionLimiter
 from i2v.engine.claims import HEARTBEAT_S, LEASE_S, RowClaims
-from i2v.engine.download import Stored, inspect_stored, store_video
-from i2v.engine.jobs import RUN_FATAL, Finished
+from i2v.engine.collect import VideoCollector, completed
+from i2v.engine.jobs import RUN_FATAL
 from i2v.engine.journal import Journal, Submission
 from i2v.engine.kept_inputs import KeptInputs
 from i2v.engine.offload import Offload, Patient
-from i2v.engine.output_names import OutputNames
 from i2v.engine.pacing import PollPacer
 from i2v.engine.progress import Progress
 from i2v.engine.records import Records
 from i2v.engine.resume import Ready, Resume, RowResult
-from i2v.engine.retry import Backoff, call_with_retries, is_transient
+from i2v.engine.retry import Backoff, is_transient
 from i2v.engine.row_order import RowOrder
 from i2v.engine.spec import EngineOptions, RowsUnfinished
 from i2v.engine.stop_rules import RunPolicy
 from i2v.engine.unknown_creates import UnknownCreates
-from i2v.errors import DownloadError, I2VError, InvalidVideo, Stopped, StorageError, SubmitUnknown
+from i2v.errors import I2VError, Stopped, StorageError, SubmitUnknown
 from i2v.inputs.row import Presigner, Row
-from i2v.media.mismatch import describe
 from i2v.outcomes import Origin, RowOutcome
 from i2v.storage.destination import Destination
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
 
-#: Threads writing and decoding videos, apart from the journal's, so a wave of downloads
-#: never delays the journal write that stands between a freed slot and the next create.
-TRANSFER_THREADS = 4
 #: Threads of the journal alone: its writes never queue behind rows looking themselves up
 #: (a new shard's rows all do at once) or behind records being written.
 JOURNAL_THREADS = 2
@@ -72,10 +66,6 @@ JOURNAL_THREADS = 2
 READY_PER_SLOT = 2
 #: How long a destination may be unreachable before a row fails for it (about 30 s in all).
 STORAGE_BACKOFF = Backoff(attempts=6, initial_s=1.0, max_s=16.0)
-#: Download URLs answering these have expired (or were refused): the generation is asked for a new one.
-_EXPIRED = frozenset({403, 404, 410})
-#: Times a row asks its generation for a fresh video URL before it gives up.
-URL_REFRESHES = 2
 #: Creates in a row whose answer may be lost before a row stops trying.
 UNKNOWN_ROUNDS = 3
 #: A re-attached job is waited for at most this many job timeouts since its create.
@@ -103,9 +93,6 @@ class Engine:
         self.journal = Journal(self.dest, Patient(self._journal_threads, self._sleep, STORAGE_BACKOFF))
         self.records = Records(self.dest, self._patient)
         self.claims = RowClaims(self.dest, run=self.options.run)
-        self._names = OutputNames(self.dest)
-        self._transfers = Offload(TRANSFER_THREADS)
-        self._transfer_slots = asyncio.Semaphore(self.options.max_transfers)
         # Rows getting ready for a slot (looking up what the destination knows, building
         # their request) or waiting for one, at most this many: enough to refill every slot
         # twice over, so the provider never waits for a row. Without a bound, a new shard's
@@ -132,6 +119,17 @@ class Engine:
             patient=self._patient,
             unknown=UnknownCreates(self.api, grace_s=self.options.unknown_grace_s, sleep=self._sleep),
             presign=self.presign,
+        )
+        self.collector = VideoCollector(
+            api=self.api,
+            downloads=self.downloads,
+            dest=self.dest,
+            rules=self.options.downloads,
+            max_transfers=self.options.max_transfers,
+            patient=self._patient,
+            resume=self.resume,
+            sleep=self._sleep,
+            backoff=STORAGE_BACKOFF,
         )
         self._heartbeat = self._loop.create_task(self._beat_forever())
         # What the provider says each model takes, asked once per model and shared by its rows.
@@ -208,7 +206,7 @@ class Engine:
         await self.downloads.aclose()
         self.offload.close()
         self._journal_threads.close()
-        self._transfers.close()
+        self.collector.close()
 
     def stop(self, reason: I2VError) -> None:
         """Send nothing more; rows already at the provider finish."""
@@ -313,8 +311,8 @@ class Engine:
                 self.policy.settle(estimate, finished.credits_used)
                 estimate = 0.0
             known.update(polls=finished.polls, completed_at=finished.completed_at, credits_used=finished.credits_used)
-            stored = await self._store(row, finished)
-            outcome = _completed(row, finished, stored, origin)
+            stored = await self.collector.store(row, finished)
+            outcome = completed(row, finished, stored, origin)
         except Stopped as exc:
             if self.stopped is None:
                 # A limit was reached on this row: nothing more is sent, for any row.
@@ -410,45 +408,6 @@ class Engine:
             return submission.submitted_at + timeout
         return min(time.time() + timeout, submission.submitted_at + MAX_JOB_AGE_FACTOR * timeout)
 
-    async def _store(self, row: Row, finished: jobs.Finished) -> Stored:
-        """The video stored and verified under a name no other work has; an expired URL is asked for again first."""
-        name = await self._patient(self._names.choose, row)
-        if finished.submission.reattached:
-            # An earlier run may have stored it and died before recording it.
-            try:
-                earlier = await self._patient(inspect_stored, self.dest, name)
-            except InvalidVideo:
-                earlier = None
-            if earlier is not None:
-                log.info("row %s: its video was stored by an earlier run; kept", row.index)
-                return earlier
-        url = finished.video_url
-        for attempt in range(URL_REFRESHES + 1):
-
-            def store(url: str = url) -> Awaitable[Stored]:
-                return store_video(
-                    self.downloads, url, self.dest, name=name, offload=self._transfers, rules=self.options.downloads
-                )
-
-            try:
-                async with self._transfer_slots:
-                    stored, _ = await call_with_retries(
-                        store, retry_if=is_transient, backoff=STORAGE_BACKOFF, sleep=self._sleep
-                    )
-                return stored
-            except DownloadError as exc:
-                if exc.status not in _EXPIRED or attempt == URL_REFRESHES:
-                    raise
-                fresh = await jobs.fresh_video_url(self.api, finished.submission)
-                if fresh is None:
-                    await self.resume.forget(
-                        row, f"its video URL answered {exc.status} and the provider no longer has it"
-                    )
-                    raise
-                log.info("row %s: video URL answered %s; the generation gave a new one", row.index, exc.status)
-                url = fresh
-        raise AssertionError("unreachable")
-
     async def _beat_forever(self) -> None:
         """This process's heartbeat as an owner of claims, for as long as the engine lives."""
         while True:
@@ -457,25 +416,3 @@ class Engine:
             except StorageError as exc:
                 log.warning("claims heartbeat not written (%s); no create is sent until it is", exc)
             await asyncio.sleep(HEARTBEAT_S)
-
-
-def _completed(row: Row, finished: Finished, stored: Stored, origin: Origin) -> RowOutcome:
-    """A row whose video is stored and verified."""
-    submission = finished.submission
-    return RowOutcome(
-        **outcomes.base(row, origin),
-        status="completed",
-        generation_id=submission.generation_id,
-        submit_attempts=submission.attempts,
-        polls=finished.polls,
-        submitted_at=submission.submitted_at,
-        completed_at=finished.completed_at,
-        generation_seconds=round(finished.completed_at - submission.submitted_at, 3),
-        **stored.outcome_fields(),
-        mismatch=describe(
-            row.params, duration_s=stored.info.duration_s, width=stored.info.width, height=stored.info.height
-        ),
-        credits_used=finished.credits_used,
-        usd_spent=finished.usd_spent,
-        client_request_id=submission.client_request_id,
-    )

@@ -44,8 +44,8 @@ import pyarrow.parquet as pq
 
 from i2v.errors import ConfigError, InputError
 from i2v.inputs.csv_reader import ROW_INDEX_COLUMN
+from i2v.inputs.image_cells import INPUTS_PREFIX
 from i2v.inputs.row import sniff_image_type
-from i2v.inputs.validation import INPUTS_PREFIX
 from i2v.storage.destination import Destination
 
 Selector = Literal["retryable", "failed"]

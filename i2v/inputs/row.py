@@ -1,9 +1,10 @@
 """A row of the input, valid or not, and the stable key of the work it asks for.
 
 A valid :class:`Row` holds everything needed to ask for one video; an
-:class:`InvalidRow` holds the field at fault and why. A row's ``key`` is a hash of the
-work it asks for (model, route, parameters, prompt, image content), so identical rows
-are done once and a rerun recognises work already done.
+:class:`InvalidRow` holds the field at fault and why (the :class:`CellProblem` raised
+while the row was checked). A row's ``key`` is a hash of the work it asks for (model,
+route, parameters, prompt, image content), so identical rows are done once and a rerun
+recognises work already done.
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ class InvalidRow:
     @property
     def message(self) -> str:
         return str(InputError(self.reason, row=self.index, line=self.line, field=self.field))
+
+
+class CellProblem(Exception):
+    """A cell at fault while a row is checked: the row becomes an :class:`InvalidRow` with it."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
 
 
 def row_key(api_model: str, route: str, params: Mapping[str, Any], prompt: str, image_identity: str) -> str:
