@@ -362,7 +362,7 @@ def test_job_goes_queued_generating_completed_with_a_real_video(launch: Launch) 
     assert "generating" in seen
     assert seen[-1] == "completed"
     assert done["error"] is None
-    assert done["meta"] == {"usage": {"credits_used": price("480p", 5)}}
+    assert done["meta"] == {"usage": {"credits_used": price("480p", 5, model=WAN25)}}
     url = done["video"]["url"]
     assert url.startswith(f"{emu.url}/_emulator/files/")
     assert url.endswith(".mp4")
@@ -371,7 +371,7 @@ def test_job_goes_queued_generating_completed_with_a_real_video(launch: Launch) 
     assert legacy["status"] == "completed"
     assert legacy["video"] == {"url": url, "duration": 5}
     assert legacy["duration"] == 5
-    assert legacy["meta"] == {"usage": {"tokens_used": price("480p", 5)}}
+    assert legacy["meta"] == {"usage": {"tokens_used": price("480p", 5, model=WAN25)}}
 
     download = httpx.get(url)
     assert download.headers["content-type"] == "video/mp4"
@@ -534,7 +534,7 @@ def test_request_rate_limit_answers_429_then_recovers(launch: Launch) -> None:
 
 def test_out_of_credits_answers_403(launch: Launch) -> None:
     """A create the balance cannot pay is a 403 with the vendor's message; the balance is kept."""
-    cost = price("480p", 5)
+    cost = price("480p", 5, model=WAN25)
     emu = launch(credits=cost * 1.5)
     emu.create(_body(resolution="480p"))
     refused = _vendor_error(emu.post(_body(resolution="480p")), 403, UNIVERSAL_PATH)
@@ -586,12 +586,12 @@ def test_lost_create_response_still_creates_and_bills_the_job(launch: Launch) ->
     stats = emu.stats()
     assert stats["jobs_total"] == 1
     assert stats["lost_responses"] == 1
-    assert stats["credits_used"] == price("720p", 5)
+    assert stats["credits_used"] == price("720p", 5, model=WAN25)
     # The emulator cannot tell a resend from a new request: a second job, a second bill.
     emu.create(_body(resolution="720p"))
     stats = emu.stats()
     assert stats["jobs_total"] == 2
-    assert stats["credits_used"] == 2 * price("720p", 5)
+    assert stats["credits_used"] == 2 * price("720p", 5, model=WAN25)
 
 
 Outcomes = dict[tuple[int, int], tuple[int, str | None, str | None]]
@@ -783,7 +783,7 @@ def test_off_spec_jobs_make_a_shorter_video_of_the_other_orientation(launch: Lau
     emu = launch(off_spec_rate=1.0, short_side=32, fps=4)
     for aspect_ratio, tall in (("16:9", True), ("9:16", False), ("1:1", False)):
         done, _ = emu.wait(emu.create(_body(duration=10, aspect_ratio=aspect_ratio, resolution="480p")))
-        assert done["meta"] == {"usage": {"credits_used": price("480p", 10)}}
+        assert done["meta"] == {"usage": {"credits_used": price("480p", 10, model=WAN25)}}
         video = _download(done["video"]["url"])
         assert video["duration"] == 5
         assert (video["height"] > video["width"]) is tall

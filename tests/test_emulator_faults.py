@@ -24,7 +24,7 @@ import pytest
 from i2v.api.models import LEGACY_PATH, UNIVERSAL_PATH
 from i2v.emulator import EmulatorConfig, Fault, cli
 from i2v.emulator.pricing import price
-from tests.test_emulator import Emu, Launch, _body, _vendor_error
+from tests.test_emulator import WAN25, Emu, Launch, _body, _vendor_error
 
 FAULTS_PATH = "/_emulator/faults"
 
@@ -139,7 +139,7 @@ def test_terminal_status_rate_ends_jobs_failed_cancelled_or_expired(launch: Laun
     finals = [emu.wait(generation_id)[0] for generation_id in ids]
 
     assert {final["status"] for final in finals} == {"failed", "cancelled", "expired"}
-    cost = price("480p", 5)
+    cost = price("480p", 5, model=WAN25)
     for final in finals:
         assert final["video"] is None
         assert set(final["error"]) == {"name", "message"}
@@ -205,7 +205,7 @@ def test_connection_reset_cuts_answers_mid_body(launch: Launch) -> None:
     stats = emu.stats()
     assert stats["jobs_total"] == 2
     assert stats["lost_responses"] == 2
-    assert stats["credits_used"] == 2 * price("1080p", 5)
+    assert stats["credits_used"] == 2 * price("1080p", 5, model=WAN25)
     assert stats["faults"]["reset"] == 3
     assert stats["responses"] == {"201": 2, "404": 1}
 
@@ -277,7 +277,7 @@ def test_scripted_timeout_strikes_the_nth_create_after_its_job_is_made(launch: L
     _eventually(lambda: emu.stats()["client_hangups"] == 1)
     stats = emu.stats()
     assert stats["jobs_total"] == 4
-    assert stats["credits_used"] == 4 * price("1080p", 5)
+    assert stats["credits_used"] == 4 * price("1080p", 5, model=WAN25)
     assert stats["lost_responses"] == 1
     assert stats["faults_scripted"]["timeout"] == 1
     assert stats["faults_pending"] == 0

@@ -128,7 +128,7 @@ def test_fetch_answers_cost_zero_until_completed_then_the_jobs_cost(launch: Laun
     finished = _traced(emu, "GET", path, None, params={"generation_id": generation_id})
     assert finished.headers["x-inference-id"] == generation_id
     assert "x-client-request-id" not in finished.headers
-    assert _credits(finished) == done["meta"]["usage"][usage_key] == price("720p", 5)
+    assert _credits(finished) == done["meta"]["usage"][usage_key] == price("720p", 5, model=WAN25)
 
 
 def test_a_job_that_ends_in_error_is_never_charged(launch: Launch) -> None:
@@ -281,7 +281,7 @@ def test_a_create_row_carries_the_jobs_cost_once_completed_and_fetch_rows_none(l
     emu.wait(generation_id)
     rows = _rows(emu)
     [create_row] = [row for row in rows if row["client_request_id"] == "priced"]
-    expected = price("480p", 5)
+    expected = price("480p", 5, model=WAN25)
     assert create_row["cost"] == {"usd": pytest.approx(expected / CREDITS_PER_USD), "credits": expected}
     assert all(row["cost"]["credits"] == 0 for row in rows if row is not create_row)
 
@@ -292,7 +292,7 @@ def test_failed_requests_are_listed_at_zero_cost_under_their_own_ids(launch: Lau
         max_pending=1,
         max_concurrent=1,
         generation_seconds=5.0,
-        credits=price("1080p", 5) * 1.5,
+        credits=price("1080p", 5, model=WAN25) * 1.5,
         faults=(Fault("create", 503, nth=2), Fault("create", 500, nth=3)),
     )
     made = _traced(emu, "POST", UNIVERSAL_PATH, "made", json=_body())
@@ -350,7 +350,7 @@ def test_a_create_whose_answer_was_lost_is_listed_as_succeeded_with_the_job(
     done, _ = emu.wait(generation_id)
     assert done["status"] == "completed"
     [create_row] = [row for row in _rows(emu) if row["client_request_id"] == "order-lost"]
-    assert create_row["cost"]["credits"] == price("1080p", 5)
+    assert create_row["cost"]["credits"] == price("1080p", 5, model=WAN25)
 
 
 # --- GET /v2/logs: filters, window, paging ---------------------------------------------

@@ -677,7 +677,7 @@ class Emulator:
                 audio="audio_url" in values or sound is True,
                 short_side=config.short_side or short_side or ASKED_FALLBACK_SHORT_SIDE,
             ),
-            credits=price(resolution, int(seconds)),
+            credits=price(resolution, int(seconds), model=spec.api_id if spec is not None else values["model"]),
             generation_seconds=base_seconds * (1 + jitter),
             doomed=doomed,
             url_ttl_seconds=None if spec is None else spec.url_ttl_seconds,
