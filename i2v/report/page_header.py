@@ -14,7 +14,7 @@ import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from i2v.api.prices import CREDITS_PER_USD, credits
 from i2v.report.links import Href, safe_link
@@ -65,16 +65,8 @@ class ReportSummary:
         return cls(
             run=run,
             destination=destination,
-            total=summary.total,
-            completed=summary.completed,
-            failed=summary.failed,
-            skipped=summary.skipped,
-            credits_used=summary.credits_used,
-            usd_spent=summary.usd_spent,
-            estimated_credits=summary.estimated_credits,
+            **_totals(summary),
             wall_s=summary.wall_s,
-            generation_p50_s=summary.generation_p50_s,
-            generation_p95_s=summary.generation_p95_s,
             written_at=written_at,
             destination_report=destination_report,
         )
@@ -96,20 +88,27 @@ class ReportSummary:
         return cls(
             run="",
             destination=destination,
-            total=summary.total,
-            completed=summary.completed,
-            failed=summary.failed,
-            skipped=summary.skipped,
-            credits_used=summary.credits_used,
-            usd_spent=summary.usd_spent,
-            estimated_credits=summary.estimated_credits,
-            generation_p50_s=summary.generation_p50_s,
-            generation_p95_s=summary.generation_p95_s,
+            **_totals(summary),
             written_at=written_at,
             scope="destination",
             runs=tuple(runs),
             comparisons=dict(comparisons or {}),
         )
+
+
+def _totals(summary: Summary) -> dict[str, Any]:
+    """The header's counts, costs and generation times, as a run's and a destination's page share them."""
+    return {
+        "total": summary.total,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
+        "credits_used": summary.credits_used,
+        "usd_spent": summary.usd_spent,
+        "estimated_credits": summary.estimated_credits,
+        "generation_p50_s": summary.generation_p50_s,
+        "generation_p95_s": summary.generation_p95_s,
+    }
 
 
 def page_head(summary: ReportSummary, href: Href) -> str:
